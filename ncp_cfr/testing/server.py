@@ -1,0 +1,107 @@
+"""The emulator on a real loopback port: a threaded HTTP/1.1 server around :class:`Rules`."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ncp_cfr.testing.rules import MAX_BODY_BYTES, Rules, gateway_error
+
+__all__ = ["LoopbackServer"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real gateway
+    server: _Server
+    server_version = "ncp-cfr-emulator"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Silence per-request stderr lines; tests read emu.requests instead.
+        pass
+
+    def _serve(self) -> None:
+        rules = self.server.rules
+        rules.enter()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                status, body = gateway_error("430")
+                self._write(status, rules._error(status, body).body, {}, close=True)
+                return
+            body = self.rfile.read(length) if length else b""
+            answer = rules.handle(self.command, self.path.split("?")[0], dict(self.headers), body)
+            if answer.delay and self.server.stopping.wait(answer.delay):
+                answer = answer.__class__(503, b"", {}, 0.0, drop=True)  # shutting down
+            if answer.drop:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self._write(answer.status, answer.body, answer.headers)
+        finally:
+            rules.leave()
+
+    def _write(
+        self, status: int, body: bytes, headers: dict[str, str] | object, close: bool = False
+    ) -> None:
+        self.send_response(status)
+        for name, value in dict(headers).items():  # type: ignore[call-overload]
+            self.send_header(name, value)
+        if body and not any(k.lower() == "content-type" for k in dict(headers)):  # type: ignore[call-overload]
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = _serve
+    do_GET = _serve
+    do_PUT = _serve
+    do_DELETE = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], rules: Rules) -> None:
+        self.rules = rules
+        self.stopping = threading.Event()
+        super().__init__(address, _Handler)
+
+
+class LoopbackServer:
+    """Serve ``rules`` on ``host:port`` (port 0: a free one) in a background thread."""
+
+    def __init__(self, rules: Rules, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = _Server((host, port), rules)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name="ncp-cfr-emulator",
+        )
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (the standalone emulator)."""
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        self._server.stopping.set()  # wake handlers waiting out an injected delay
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,75 @@
+"""Shared fixtures: a loopback emulator, both client shells, and small test images."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from PIL import Image
+
+from ncp_cfr.testing import Emulator
+
+DATA = Path(__file__).parent / "data"
+PACKAGE_DATA = Path(__file__).parent.parent / "ncp_cfr" / "data"
+HOPPER = PACKAGE_DATA / "grace_hopper.jpg"  # 512x600, one frontal face
+ASTRONAUT = DATA / "astronaut.png"  # 512x512, one frontal face
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def hopper_path() -> Path:
+    return HOPPER
+
+
+@pytest.fixture
+def hopper_bytes() -> bytes:
+    return HOPPER.read_bytes()
+
+
+def jpeg_bytes(
+    size: tuple[int, int] = (200, 160), color: tuple[int, int, int] = (120, 90, 60)
+) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+Runner = Callable[..., Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+def shell(request: pytest.FixtureRequest, emu: Emulator) -> Runner:
+    """Run a client method on the sync or the async client, over loopback HTTP.
+
+    ``shell("detect_faces", image, max_retries=0)`` builds a client with the given options,
+    calls the method and returns its result (or raises its error), whichever shell it is.
+    """
+
+    def run(method: str, *args: Any, **options: Any) -> Any:
+        kwargs = options.pop("call_kwargs", {})
+        if request.param == "sync":
+            with emu.client(**options) as client:
+                return getattr(client, method)(*args, **kwargs)
+
+        async def go() -> Any:
+            async with emu.async_client(**options) as client:
+                return await getattr(client, method)(*args, **kwargs)
+
+        return anyio.run(go)
+
+    run.kind = request.param  # type: ignore[attr-defined]
+    return run
