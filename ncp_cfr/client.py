@@ -104,7 +104,7 @@ class _ClientBase:
         ``client.with_options(timeout=5, max_retries=0).detect_faces(img)`` changes them for
         one call; closing the copy leaves the pool open.
         """
-        given = {
+        given: dict[str, Any] = {
             "timeout": timeout, "connect_timeout": connect_timeout, "max_retries": max_retries,
             "base_url": base_url, "default_headers": default_headers, "max_bytes": max_bytes,
             "max_side": max_side,

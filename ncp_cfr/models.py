@@ -264,12 +264,12 @@ class _Result(_Model):
         return self._raw
 
     def __len__(self) -> int:
-        return len(self.faces)  # type: ignore[attr-defined, no-any-return]
+        return len(self.faces)  # type: ignore[attr-defined]
 
     def _repr_html_(self) -> str:
         from ncp_cfr import display  # lazy: notebooks only
 
-        return display.result_html(self)
+        return display.result_html(self)  # type: ignore[arg-type]
 
 
 class FaceResult(_Result):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from typing import Any, Final, TypeVar, Union
+from typing import Any, Final, TypeVar, Union, cast
 
 from pydantic import ValidationError
 
@@ -379,7 +379,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     )
 
 
-ResultT = TypeVar("ResultT", FaceResult, CelebrityResult)
+ResultT = TypeVar("ResultT", bound=Union[FaceResult, CelebrityResult])
 Result = Union[FaceResult, CelebrityResult]
 _RESULT_TYPES: dict[Endpoint, type[FaceResult] | type[CelebrityResult]] = {
     Endpoint.FACE: FaceResult,
@@ -433,17 +433,21 @@ def map_to_caller(result: ResultT, prepared: PreparedImage) -> ResultT:
         quality=prepared.quality,
     )
     if isinstance(mapped, FaceResult):
-        transform = prepared.transform
-        for face in mapped.faces:
-            roi = face.roi
-            roi.x, roi.y, roi.width, roi.height = transform.box_to_source(
-                roi.x, roi.y, roi.width, roi.height
-            )
-            if face.landmark is not None:
-                for name, point in face.landmark.points().items():
-                    x, y = transform.to_source(point.x, point.y)
-                    setattr(face.landmark, name, Point(x=round(x), y=round(y)))
-    return mapped
+        _map_faces(mapped, prepared)
+    return cast(ResultT, mapped)  # narrowed by isinstance above; the type is unchanged
+
+
+def _map_faces(result: FaceResult, prepared: PreparedImage) -> None:
+    transform = prepared.transform
+    for face in result.faces:
+        roi = face.roi
+        roi.x, roi.y, roi.width, roi.height = transform.box_to_source(
+            roi.x, roi.y, roi.width, roi.height
+        )
+        if face.landmark is not None:
+            for name, point in face.landmark.points().items():
+                x, y = transform.to_source(point.x, point.y)
+                setattr(face.landmark, name, Point(x=round(x), y=round(y)))
 
 
 # --- retries -------------------------------------------------------------------------------------
@@ -474,7 +478,7 @@ def is_retryable(error: CFRError) -> bool:
 
 def backoff(attempt: int, rng: Callable[[], float] = random.random) -> float:
     """Seconds before retry number ``attempt`` (1-based): exponential, capped, with jitter."""
-    delay = min(_BACKOFF_BASE * 2 ** (attempt - 1), _BACKOFF_MAX)
+    delay = min(_BACKOFF_BASE * 2.0 ** (attempt - 1), _BACKOFF_MAX)
     return delay * (1 - 0.25 * rng())
 
 

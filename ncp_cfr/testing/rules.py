@@ -208,9 +208,9 @@ class RecordedRequest:
         """The uploaded image, decoded (``ValueError`` if there was none)."""
         if not self.image_bytes:
             raise ValueError("this request carried no image")
-        with Image.open(io.BytesIO(self.image_bytes)) as img:
-            img.load()
-            return img.copy()
+        img: Image.Image = Image.open(io.BytesIO(self.image_bytes))
+        img.load()
+        return img
 
 
 Match = Union[bytes, Callable[[RecordedRequest], bool], None]
@@ -339,6 +339,10 @@ class Rules:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def too_large(self) -> Answer:
+        """The gateway's answer to a body too large to read (413 / 430)."""
+        return self._error(*gateway_error("430"))
 
     # -- the service ------------------------------------------------------------------------------
 

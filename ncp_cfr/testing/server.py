@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ncp_cfr.testing.rules import MAX_BODY_BYTES, Rules, gateway_error
+from ncp_cfr.testing.rules import MAX_BODY_BYTES, Rules
 
 __all__ = ["LoopbackServer"]
 
@@ -27,8 +28,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
-                status, body = gateway_error("430")
-                self._write(status, rules._error(status, body).body, {}, close=True)
+                # The gateway refuses before reading: do not hold megabytes we will not parse.
+                answer = rules.too_large()
+                self._write(answer.status, answer.body, answer.headers, close=True)
                 return
             body = self.rfile.read(length) if length else b""
             answer = rules.handle(self.command, self.path.split("?")[0], dict(self.headers), body)
@@ -43,12 +45,12 @@ class _Handler(BaseHTTPRequestHandler):
             rules.leave()
 
     def _write(
-        self, status: int, body: bytes, headers: dict[str, str] | object, close: bool = False
+        self, status: int, body: bytes, headers: Mapping[str, str], close: bool = False
     ) -> None:
         self.send_response(status)
-        for name, value in dict(headers).items():  # type: ignore[call-overload]
+        for name, value in headers.items():
             self.send_header(name, value)
-        if body and not any(k.lower() == "content-type" for k in dict(headers)):  # type: ignore[call-overload]
+        if body and not any(k.lower() == "content-type" for k in headers):
             self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(body)))
         if close:
