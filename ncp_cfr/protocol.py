@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from typing import Any, Final, TypeVar, Union, cast
+from typing import Any, Final, TypeVar, Union
 
 from pydantic import ValidationError
 
@@ -35,7 +35,7 @@ from ncp_cfr.errors import (
     RateLimitError,
     ServerError,
 )
-from ncp_cfr.images import PreparedImage
+from ncp_cfr.images import PreparedImage, Transform
 from ncp_cfr.models import CelebrityResult, FaceResult, Point, UploadInfo
 
 __all__ = [
@@ -414,16 +414,16 @@ def parse_result(
 
 
 def map_to_caller(result: ResultT, prepared: PreparedImage) -> ResultT:
-    """A copy of ``result`` in the caller's pixels, with ``upload`` facts attached.
+    """Move ``result`` into the caller's pixels, in place, and attach the ``upload`` facts.
 
     The service answers in the uploaded image's pixels; the caller wants the pixels of the image
-    they passed (upright for files). ``prepared.transform`` says how the two relate.
+    they passed (upright for files). ``prepared.transform`` says how the two relate. ``result``
+    must be freshly parsed (:func:`parse_result`): its ``raw`` JSON is a separate object and
+    keeps the service's own numbers.
     """
-    mapped = result.model_copy(deep=True)
-    mapped._raw = result._raw
-    mapped.info.size.width = prepared.source_width
-    mapped.info.size.height = prepared.source_height
-    mapped.upload = UploadInfo(
+    result.info.size.width = prepared.source_width
+    result.info.size.height = prepared.source_height
+    result.upload = UploadInfo(
         width=prepared.width,
         height=prepared.height,
         bytes=len(prepared.data),
@@ -432,9 +432,9 @@ def map_to_caller(result: ResultT, prepared: PreparedImage) -> ResultT:
         reencoded=prepared.reencoded,
         quality=prepared.quality,
     )
-    if isinstance(mapped, FaceResult):
-        _map_faces(mapped, prepared)
-    return cast(ResultT, mapped)  # narrowed by isinstance above; the type is unchanged
+    if isinstance(result, FaceResult) and prepared.transform != Transform.IDENTITY:
+        _map_faces(result, prepared)
+    return result
 
 
 def _map_faces(result: FaceResult, prepared: PreparedImage) -> None:
@@ -535,6 +535,11 @@ class Call:
     def request(self) -> Request:
         """The request to send for the next attempt."""
         self.attempt += 1
+        if log.isEnabledFor(logging.DEBUG):  # redacting and formatting cost more than the call
+            self._log_request()
+        return self._request
+
+    def _log_request(self) -> None:
         log.debug(
             "request %s %s attempt %d headers=%s image=%s %dx%d %d bytes",
             self._request.method,
@@ -546,17 +551,17 @@ class Call:
             self.prepared.height,
             len(self.prepared.data),
         )
-        return self._request
 
     def on_response(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         """Decide what an HTTP answer means."""
-        log.debug(
-            "response %s %d headers=%s body=%s",
-            self.endpoint.value,
-            status,
-            redact_headers(headers),
-            body[:500].decode("utf-8", "replace"),
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "response %s %d headers=%s body=%s",
+                self.endpoint.value,
+                status,
+                redact_headers(headers),
+                body[:500].decode("utf-8", "replace"),
+            )
         if status == 200:
             try:
                 result = parse_result(self.endpoint, status, headers, body)
