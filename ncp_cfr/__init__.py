@@ -11,6 +11,7 @@ with Client() as client:  # NCP_CFR_CLIENT_ID / NCP_CFR_CLIENT_SECRET
 
 from ncp_cfr._version import __version__
 from ncp_cfr.client import AsyncClient, Client
+from ncp_cfr.draw import blur_faces, crop_faces, draw_faces
 from ncp_cfr.errors import (
     APIConnectionError,
     APIError,
@@ -30,6 +31,8 @@ from ncp_cfr.errors import (
 from ncp_cfr.images import PreparedImage, Transform, open_image, prepare_image
 from ncp_cfr.models import (
     Age,
+    Analysis,
+    AnalyzedFace,
     Celebrity,
     CelebrityFace,
     CelebrityResult,
@@ -91,4 +94,7 @@ __all__ = [
     "__version__",
     "open_image",
     "prepare_image",
+    "draw_faces",
+    "crop_faces",
+    "blur_faces",
 ]
