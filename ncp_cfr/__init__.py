@@ -58,6 +58,8 @@ __all__ = [
     "APIError",
     "APITimeoutError",
     "Age",
+    "Analysis",
+    "AnalyzedFace",
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
