@@ -16,7 +16,9 @@ What is done, in order:
 2. **Pass through.** An encoded JPEG or PNG that already satisfies every rule is sent byte for
    byte, after reading only its header.
 3. **Decode small.** A JPEG larger than needed is decoded by libjpeg at 1/2, 1/4 or 1/8 scale
-   (``Image.draft``), never below the target size.
+   (``Image.draft``), never below the target size. When one of those scales already lands
+   between 3/4 of ``max_side`` and ``max_side`` (a 24 MP photo at 1/4 is 1493 px), that size is
+   the upload's: no resampling pass, about half the time, and still ample pixels per face.
 4. **Upright.** For encoded sources the EXIF orientation is applied, as every photo viewer does, so
    results come back in upright pixels. PIL images and arrays keep their own pixel grid.
 5. **Modes.** Transparency is flattened onto white, palette/CMYK/16-bit/float modes become RGB or
@@ -76,6 +78,8 @@ MIN_SIDE = 50
 """The service rejects a width or height under 50 px (ER13, ER14)."""
 
 _MAX_ASPECT = 4  # the service rejects width >= 4 * height (ER12)
+# A DCT-scaled decode at least this fraction of max_side is sent at its own size (see step 3).
+_SNAP_FRACTION = 0.75
 _FIRST_QUALITY = 90
 _MIN_PHOTO_QUALITY = 70  # below this JPEG artefacts start to hurt recognition: shrink instead
 # Rough JPEG size relative to quality 90 (4:2:0, photos and noise alike within ~15 %).
@@ -837,6 +841,7 @@ def _prepare_encoded(
         )
     box = (0.0, 0.0, float(stored_w), float(stored_h))
     if is_jpeg:
+        max_side = _snap_to_dct_scale(max(stored_w, stored_h), max_side)
         swapped = orientation in (5, 6, 7, 8)
         plan = (
             _plan(stored_h, stored_w, max_side) if swapped else _plan(stored_w, stored_h, max_side)
@@ -853,6 +858,19 @@ def _prepare_encoded(
         orientation = _orientation(im)
     work = _guard(lambda: _flatten(_natural(im)), source.name)
     return _fit(work, box, orientation, max_side, max_bytes, source.name, (stored_w, stored_h))
+
+
+def _snap_to_dct_scale(longest: int, max_side: int | None) -> int | None:
+    """``max_side``, or the size of a libjpeg 1/s decode that is close enough below it."""
+    if max_side is None or longest <= max_side:
+        return max_side
+    for s in (2, 4, 8):
+        # Rounded down: libjpeg rounds a partial block up, and draft() only picks scale s
+        # when the target is at most longest // s; the spare pixel is cropped, not resampled.
+        scaled = longest // s
+        if scaled <= max_side:
+            return scaled if scaled >= _SNAP_FRACTION * max_side else max_side
+    return max_side
 
 
 def _passes_through(

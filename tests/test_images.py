@@ -747,3 +747,36 @@ def test_threads_give_the_same_result() -> None:
     for t in threads:
         t.join()
     assert all(results[i] == expected[i % len(sources)] for i in range(12))
+
+
+# -- the DCT-scale snap at the default max_side -------------------------------------------------
+
+
+def _big_jpeg_with_marker(size: tuple[int, int], marker: tuple[int, int, int, int]) -> bytes:
+    img = Image.new("RGB", size, (90, 110, 130))
+    x, y, w, h = marker
+    img.paste((240, 10, 10), (x, y, x + w, y + h))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_default_sends_a_dct_scale_that_lands_close_below_max_side() -> None:
+    marker = (4200, 1000, 600, 400)
+    prepared = prepare_image(_big_jpeg_with_marker((6000, 4000), marker))
+    assert (prepared.width, prepared.height) == (1500, 1000)  # 1/4 scale: >= 3/4 of 1920
+    upload = Image.open(io.BytesIO(prepared.data)).convert("RGB")
+    ux, uy = prepared.transform.to_upload(marker[0] + 300, marker[1] + 200)
+    assert upload.getpixel((round(ux), round(uy)))[0] > 200  # the marker's centre maps onto it
+    assert prepared.transform.to_source(ux, uy) == pytest.approx((4500, 1200), abs=1)
+
+
+def test_no_snap_when_the_scale_would_lose_too_much() -> None:
+    # 4032 / 4 = 1008 px is under 3/4 of 1920: resample the 1/2 decode to 1920 instead.
+    prepared = prepare_image(_big_jpeg_with_marker((4032, 3024), (10, 10, 50, 50)))
+    assert max(prepared.width, prepared.height) == 1920
+
+
+def test_explicit_max_side_is_honoured_exactly_when_no_scale_is_near() -> None:
+    prepared = prepare_image(_big_jpeg_with_marker((6000, 4000), (10, 10, 50, 50)), max_side=1200)
+    assert max(prepared.width, prepared.height) == 1200  # 1/8 would be 750: under 3/4
