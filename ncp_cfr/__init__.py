@@ -44,6 +44,9 @@ from ncp_cfr.models import (
     GenderValue,
     Info,
     Landmark,
+    Lookalike,
+    LookalikeCandidate,
+    LookalikeScale,
     Point,
     Pose,
     PoseValue,
@@ -52,11 +55,13 @@ from ncp_cfr.models import (
     Size,
     UploadInfo,
 )
+from ncp_cfr.pipelines import BatchItem
 
 __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "BatchItem",
     "Age",
     "Analysis",
     "AnalyzedFace",
@@ -79,6 +84,9 @@ __all__ = [
     "Info",
     "InvalidImageError",
     "Landmark",
+    "Lookalike",
+    "LookalikeCandidate",
+    "LookalikeScale",
     "NotFoundError",
     "PermissionDeniedError",
     "Point",

@@ -7,31 +7,61 @@ what an answer means, whether to retry) is decided once, in :mod:`ncp_cfr.protoc
 
 from __future__ import annotations
 
+import io
+import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar, Union
 
 import anyio
 import httpx
+from PIL import Image
 
 from ncp_cfr import protocol
-from ncp_cfr.errors import APIConnectionError, APITimeoutError
+from ncp_cfr.errors import APIConnectionError, APITimeoutError, CFRError, ImageError
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SIDE,
     ImageSource,
     PreparedImage,
+    Transform,
+    open_image,
     prepare_image,
 )
-from ncp_cfr.models import CelebrityResult, FaceResult
+from ncp_cfr.models import Analysis, CelebrityResult, FaceResult, Lookalike
+from ncp_cfr.pipelines import (
+    DEFAULT_MARGIN,
+    DEFAULT_MIN_FACE,
+    DEFAULT_SCALES,
+    BatchItem,
+    Job,
+    Outcome,
+    Pending,
+    Plan,
+    RateLimiter,
+    advance,
+    analyze_plan,
+    call_plan,
+    lookalike_plan,
+)
 from ncp_cfr.protocol import Call, Done, Endpoint, Fail, Request, Settings
 
-__all__ = ["AsyncClient", "ChannelOrder", "Client"]
+__all__ = ["AsyncClient", "BatchItem", "ChannelOrder", "Client", "Progress"]
 
 ChannelOrder = Literal["rgb", "bgr"]
+#: ``progress=`` of the ``*_many`` methods: a tqdm bar (``True``), none, or ``hook(done, total)``.
+Progress = Union[bool, Callable[[int, int], object], None]
 _Self = TypeVar("_Self", bound="_ClientBase")
+_T = TypeVar("_T")
 _NOT_GIVEN: Any = object()
+#: Crop calls of one ``analyze`` / sizes of one ``find_lookalike`` sent at the same time.
+_DEFAULT_FAN_OUT = 4
+#: Inputs of a batch in progress at once, per concurrent call: enough to prepare the next images
+#: while calls are out, few enough that a long batch does not hold every image in memory.
+_WINDOW_PER_SLOT = 2
 
 
 class _ClientBase:
@@ -132,6 +162,133 @@ class _ClientBase:
         s = self._settings
         return httpx.Timeout(s.timeout, connect=min(s.connect_timeout, s.timeout))
 
+    # -- plans: the pure pipelines, fed with this client's image options ---------------------------
+    #
+    # Each is a generator, so nothing is read or encoded until the plan is first advanced: the
+    # async shell does that in a worker thread, and a bad input fails its own batch item.
+
+    def _call_plan(
+        self, endpoint: Endpoint, image: ImageSource | PreparedImage, channel_order: ChannelOrder
+    ) -> Plan[protocol.Result]:
+        return (yield from call_plan(endpoint, self._prepare(image, channel_order)))
+
+    def _face_plan(
+        self, image: ImageSource | PreparedImage, channel_order: ChannelOrder
+    ) -> Plan[FaceResult]:
+        result = yield from self._call_plan(Endpoint.FACE, image, channel_order)
+        assert isinstance(result, FaceResult)
+        return result
+
+    def _celebrity_plan(
+        self, image: ImageSource | PreparedImage, channel_order: ChannelOrder
+    ) -> Plan[CelebrityResult]:
+        result = yield from self._call_plan(Endpoint.CELEBRITY, image, channel_order)
+        assert isinstance(result, CelebrityResult)
+        return result
+
+    def _analyze_plan(
+        self,
+        image: ImageSource | PreparedImage,
+        channel_order: ChannelOrder,
+        margin: float,
+        min_face: int,
+        min_confidence: float,
+    ) -> Plan[Analysis]:
+        image = _readable_twice(image)
+        prepared = self._prepare(image, channel_order)
+        pixels, transform = _pixels(image, prepared, channel_order)
+        return (
+            yield from analyze_plan(
+                pixels, prepared, margin=margin, min_face=min_face,
+                min_confidence=min_confidence, max_bytes=self._max_bytes,
+                max_side=self._max_side, pixels=transform,
+            )
+        )  # fmt: skip
+
+    def _lookalike_plan(
+        self,
+        image: ImageSource | PreparedImage,
+        channel_order: ChannelOrder,
+        scales: Sequence[float],
+        min_confidence: float,
+    ) -> Plan[Lookalike]:
+        if isinstance(image, PreparedImage):
+            pixels = _decode_upload(image)
+        else:
+            pixels = open_image(image, channel_order=channel_order)
+        return (
+            yield from lookalike_plan(
+                pixels, scales=scales, min_confidence=min_confidence, max_bytes=self._max_bytes
+            )
+        )
+
+
+def _readable_twice(image: ImageSource | PreparedImage) -> ImageSource | PreparedImage:
+    # analyze reads its input twice (the upload, the pixels to crop): a stream only once.
+    if hasattr(image, "read") and not isinstance(image, (Image.Image, PreparedImage)):
+        data = image.read()
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data)
+    return image
+
+
+def _decode_upload(prepared: PreparedImage) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(prepared.data)) as img:
+            img.load()
+            pixels: Image.Image = img.copy()
+            return pixels
+    except Exception as exc:  # any decoder failure: the bytes are not an image we can crop
+        raise ImageError(f"the PreparedImage's data cannot be decoded: {exc}") from None
+
+
+def _pixels(
+    image: ImageSource | PreparedImage, prepared: PreparedImage, channel_order: ChannelOrder
+) -> tuple[Image.Image, Transform]:
+    """The pixels to crop faces from, and the map from the caller's pixels onto them."""
+    if isinstance(image, PreparedImage):
+        # Only the upload exists: crop from it, through the upload's own transform.
+        return _decode_upload(image), image.transform
+    return open_image(image, channel_order=channel_order), Transform.IDENTITY
+
+
+def _as_given(source: object) -> object:
+    return str(source) if isinstance(source, os.PathLike) else source
+
+
+def _check_concurrency(concurrency: int) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise CFRError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+
+
+def _progress_hook(
+    progress: Progress, total: int
+) -> tuple[Callable[[int, int], object], Callable[[], object]]:
+    """``(update(done, total), close())`` for a ``progress=`` argument."""
+    if progress is None or progress is False:
+        return (lambda done, total: None), (lambda: None)
+    if progress is True:
+        try:
+            from tqdm.auto import tqdm  # lazy: an optional extra, and slow to import
+        except ImportError as exc:
+            raise CFRError(
+                'progress=True needs tqdm: pip install "ncp_cfr[progress]", or pass a '
+                "callable(done, total)"
+            ) from exc
+        bar = tqdm(total=total, unit="image")
+
+        def update(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        return update, bar.close
+    if callable(progress):
+        return progress, lambda: None
+    raise CFRError(f"progress is True, False or a callable(done, total), got {progress!r}")
+
+
+class _Stopped(Exception):
+    """A batch was abandoned (an interrupt or a failure elsewhere): send nothing more."""
+
 
 def _transport_error(exc: httpx.TransportError, request: Request) -> APIConnectionError:
     # httpx's text can name the host and port, never the headers: safe to keep.
@@ -154,6 +311,15 @@ def _deadline_error(request: Request, timeout: float) -> APITimeoutError:
         "the network",
         url=request.url,
     )
+
+
+def _pause(seconds: float, stop: threading.Event | None) -> None:
+    """Sleep; in a batch, wake up and give up as soon as the batch is abandoned."""
+    if stop is None:
+        if seconds > 0:
+            time.sleep(seconds)
+    elif stop.wait(seconds) if seconds > 0 else stop.is_set():
+        raise _Stopped
 
 
 def _settle(outcome: protocol.Outcome) -> protocol.Result:
@@ -237,11 +403,229 @@ class Client(_ClientBase):
         assert isinstance(result, CelebrityResult)
         return result
 
+    def analyze(
+        self,
+        image: ImageSource | PreparedImage,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = 0.0,
+        concurrency: int = _DEFAULT_FAN_OUT,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Analysis:
+        """Faces with their attributes, and each face's own lookalike.
+
+        The celebrity endpoint does not say which face a name belongs to, so this detects the
+        faces first, then sends a crop around each face to the celebrity endpoint (up to
+        ``concurrency`` at a time) and gives each face the name found in its own crop.
+
+        Args:
+            image: any image :meth:`detect_faces` takes. Cropping needs the caller's pixels; for
+                a :class:`~ncp_cfr.PreparedImage` the crops come from its (smaller) upload.
+            margin: context kept around each face box, as a fraction of its width/height per
+                side (default 0.35), clipped to the image.
+            min_face: faces narrower or lower than this many pixels (of ``image``) are not sent:
+                their ``lookalike`` stays ``None`` and no call is made (default 32).
+            min_confidence: a name under this confidence is dropped (``lookalike=None``).
+            concurrency: crop calls in flight at once.
+            channel_order: the channel order of an array ``image``.
+
+        Returns:
+            The :class:`~ncp_cfr.Analysis`, in the pixels of ``image`` as you see it. A crop call
+            that failed leaves that face with ``lookalike=None`` and ``lookalike_error`` set; the
+            other faces keep theirs.
+
+        Raises:
+            ImageError: the image could not be prepared (nothing was sent).
+            APIError: the face call failed (a subclass says why).
+            APIConnectionError: the face call got no answer.
+        """
+        _check_concurrency(concurrency)
+        plan = self._analyze_plan(image, channel_order, margin, min_face, min_confidence)
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="ncp_cfr") as pool:
+            return _SyncJobs(self, pool, concurrency).drive(plan)
+
+    def find_lookalike(
+        self,
+        image: ImageSource | PreparedImage,
+        *,
+        scales: Sequence[float] = DEFAULT_SCALES,
+        min_confidence: float = 0.0,
+        concurrency: int = _DEFAULT_FAN_OUT,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Lookalike:
+        """Ask the celebrity endpoint at several upload sizes and rank the names by votes.
+
+        The name the service gives a face changes with the upload's resolution; one call is a
+        sample, several are a vote. Each size votes for its most confident name.
+
+        Args:
+            image: any image :meth:`detect_faces` takes; best with one face (crop group photos
+                first, or use :meth:`analyze`).
+            scales: longest sides in pixels (values of at least 50), or fractions of the image's
+                longest side (values in (0, 1]). Sizes above the image's own are capped to it
+                and repeats merged, so a small image gets fewer calls. Default: 320, 480, 640,
+                800, 1024, 1280, 1600 and 2048 px.
+            min_confidence: a size whose best name is under this votes for nobody.
+            concurrency: calls in flight at once.
+            channel_order: the channel order of an array ``image``.
+
+        Returns:
+            The :class:`~ncp_cfr.Lookalike`: ``best``, ranked ``candidates``, ``stable`` and what
+            each size said (``per_scale``). A size that failed is recorded there.
+
+        Raises:
+            ImageError: the image could not be read.
+            CFRError: every size failed (the last size's error), or a bad argument.
+        """
+        _check_concurrency(concurrency)
+        plan = self._lookalike_plan(image, channel_order, scales, min_confidence)
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="ncp_cfr") as pool:
+            return _SyncJobs(self, pool, concurrency).drive(plan)
+
+    def detect_faces_many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        *,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> list[BatchItem[FaceResult]]:
+        """:meth:`detect_faces` for many images, concurrently; one failure never stops the rest.
+
+        Args:
+            images: the images (any kind :meth:`detect_faces` takes).
+            concurrency: calls in flight at once (worker threads).
+            rate_limit: at most this many requests per second over the whole batch, retries
+                included (``None``: no client-side limit).
+            progress: ``True`` for a tqdm bar (needs ``pip install "ncp_cfr[progress]"``), or a
+                ``callable(done, total)`` called in this thread after each image.
+            channel_order: the channel order of array images.
+
+        Returns:
+            One :class:`~ncp_cfr.pipelines.BatchItem` per image, in input order: ``.result``, or
+            ``.error`` (a :class:`~ncp_cfr.CFRError`; an unreadable input is an ``ImageError``).
+
+        Raises:
+            CFRError: a bad argument. Exceptions other than ``CFRError`` (and
+                ``KeyboardInterrupt``) stop the batch: nothing new is sent, queued images are
+                dropped, and the exception propagates.
+        """
+        return self._many(
+            images, lambda image: self._face_plan(image, channel_order),
+            concurrency=concurrency, rate_limit=rate_limit, progress=progress,
+        )  # fmt: skip
+
+    def recognize_celebrities_many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        *,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> list[BatchItem[CelebrityResult]]:
+        """:meth:`recognize_celebrities` for many images; see :meth:`detect_faces_many`."""
+        return self._many(
+            images, lambda image: self._celebrity_plan(image, channel_order),
+            concurrency=concurrency, rate_limit=rate_limit, progress=progress,
+        )  # fmt: skip
+
+    def analyze_many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        *,
+        margin: float = DEFAULT_MARGIN,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = 0.0,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> list[BatchItem[Analysis]]:
+        """:meth:`analyze` for many images; see :meth:`detect_faces_many`.
+
+        ``concurrency`` and ``rate_limit`` count every call: the face calls and the crop calls
+        of all images share them. ``margin``, ``min_face`` and ``min_confidence`` are
+        :meth:`analyze`'s.
+        """
+
+        def plan(image: ImageSource | PreparedImage) -> Plan[Analysis]:
+            return self._analyze_plan(image, channel_order, margin, min_face, min_confidence)
+
+        return self._many(
+            images, plan, concurrency=concurrency, rate_limit=rate_limit, progress=progress
+        )
+
+    def _many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        make_plan: Callable[[Any], Plan[_T]],
+        *,
+        concurrency: int,
+        rate_limit: float | None,
+        progress: Progress,
+    ) -> list[BatchItem[_T]]:
+        _check_concurrency(concurrency)
+        sources = list(images)
+        rate = RateLimiter(rate_limit) if rate_limit is not None else None
+        update, close = _progress_hook(progress, len(sources))
+        stop = threading.Event()
+        # Inputs are prepared by item workers; a plan's fan-out (analyze crops) goes to the call
+        # pool; the jobs' semaphore bounds the HTTP calls of both together.
+        items = ThreadPoolExecutor(
+            max(1, min(_WINDOW_PER_SLOT * concurrency, len(sources))),
+            thread_name_prefix="ncp_cfr-item",
+        )
+        calls = ThreadPoolExecutor(concurrency, thread_name_prefix="ncp_cfr-call")
+        jobs = _SyncJobs(self, calls, concurrency, rate, stop)
+
+        def run(index: int, source: Any) -> BatchItem[_T]:
+            if stop.is_set():
+                raise _Stopped
+            try:
+                return BatchItem(index, _as_given(source), result=jobs.drive(make_plan(source)))
+            except CFRError as error:
+                return BatchItem(index, _as_given(source), error=error)
+
+        results: list[BatchItem[_T] | None] = [None] * len(sources)
+        try:
+            futures = {items.submit(run, i, source): i for i, source in enumerate(sources)}
+            for done, future in enumerate(as_completed(futures), 1):
+                results[futures[future]] = future.result()
+                update(done, len(sources))
+        except BaseException:
+            # Ctrl-C or a bug: send nothing new, drop what is queued, do not wait for it.
+            stop.set()
+            items.shutdown(wait=False, cancel_futures=True)
+            calls.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            close()
+        items.shutdown()
+        calls.shutdown()
+        return [item for item in results if item is not None]
+
     def _call(
         self, endpoint: Endpoint, image: ImageSource | PreparedImage, channel_order: ChannelOrder
     ) -> protocol.Result:
-        call = Call(self._settings, endpoint, self._prepare(image, channel_order))
+        return self._execute(endpoint, self._prepare(image, channel_order))
+
+    def _execute(
+        self,
+        endpoint: Endpoint,
+        prepared: PreparedImage,
+        rate: RateLimiter | None = None,
+        stop: threading.Event | None = None,
+    ) -> protocol.Result:
+        call = Call(self._settings, endpoint, prepared)
         while True:
+            # Every attempt, retries included, is a request the rate limit must count.
+            if rate is not None:
+                _pause(rate.reserve(time.monotonic()), stop)
+            elif stop is not None and stop.is_set():
+                raise _Stopped
             request = call.request()
             try:
                 status, headers, body = self._send(request)
@@ -250,7 +634,7 @@ class Client(_ClientBase):
             else:
                 outcome = call.on_response(status, headers, body)
             if isinstance(outcome, protocol.Retry):
-                time.sleep(outcome.delay)
+                _pause(outcome.delay, stop)
                 continue
             return _settle(outcome)
 
@@ -335,12 +719,158 @@ class AsyncClient(_ClientBase):
         assert isinstance(result, CelebrityResult)
         return result
 
+    async def analyze(
+        self,
+        image: ImageSource | PreparedImage,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = 0.0,
+        concurrency: int = _DEFAULT_FAN_OUT,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Analysis:
+        """Faces with their attributes and each face's own lookalike; see :meth:`Client.analyze`.
+
+        Cropping and encoding run in worker threads, the calls in a task group.
+        """
+        _check_concurrency(concurrency)
+        plan = self._analyze_plan(image, channel_order, margin, min_face, min_confidence)
+        return await _AsyncJobs(self, concurrency).drive(plan)
+
+    async def find_lookalike(
+        self,
+        image: ImageSource | PreparedImage,
+        *,
+        scales: Sequence[float] = DEFAULT_SCALES,
+        min_confidence: float = 0.0,
+        concurrency: int = _DEFAULT_FAN_OUT,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Lookalike:
+        """Names voted across upload sizes; see :meth:`Client.find_lookalike`."""
+        _check_concurrency(concurrency)
+        plan = self._lookalike_plan(image, channel_order, scales, min_confidence)
+        return await _AsyncJobs(self, concurrency).drive(plan)
+
+    async def detect_faces_many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        *,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> list[BatchItem[FaceResult]]:
+        """:meth:`detect_faces` for many images; see :meth:`Client.detect_faces_many`.
+
+        The calls run in one task group: cancelling the awaiting task cancels every call in
+        flight and sends nothing more. ``progress`` callables run in the event loop.
+        """
+        return await self._many(
+            images, lambda image: self._face_plan(image, channel_order),
+            concurrency=concurrency, rate_limit=rate_limit, progress=progress,
+        )  # fmt: skip
+
+    async def recognize_celebrities_many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        *,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> list[BatchItem[CelebrityResult]]:
+        """:meth:`recognize_celebrities` for many images; see :meth:`Client.detect_faces_many`."""
+        return await self._many(
+            images, lambda image: self._celebrity_plan(image, channel_order),
+            concurrency=concurrency, rate_limit=rate_limit, progress=progress,
+        )  # fmt: skip
+
+    async def analyze_many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        *,
+        margin: float = DEFAULT_MARGIN,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = 0.0,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> list[BatchItem[Analysis]]:
+        """:meth:`analyze` for many images; see :meth:`Client.analyze_many`."""
+
+        def plan(image: ImageSource | PreparedImage) -> Plan[Analysis]:
+            return self._analyze_plan(image, channel_order, margin, min_face, min_confidence)
+
+        return await self._many(
+            images, plan, concurrency=concurrency, rate_limit=rate_limit, progress=progress
+        )
+
+    async def _many(
+        self,
+        images: Iterable[ImageSource | PreparedImage],
+        make_plan: Callable[[Any], Plan[_T]],
+        *,
+        concurrency: int,
+        rate_limit: float | None,
+        progress: Progress,
+    ) -> list[BatchItem[_T]]:
+        _check_concurrency(concurrency)
+        sources = list(images)
+        rate = RateLimiter(rate_limit) if rate_limit is not None else None
+        update, close = _progress_hook(progress, len(sources))
+        jobs = _AsyncJobs(self, concurrency, rate)
+        # Bounds the images read and held at once; the jobs' limiter bounds the calls.
+        window = anyio.CapacityLimiter(_WINDOW_PER_SLOT * concurrency)
+        results: list[BatchItem[_T] | None] = [None] * len(sources)
+        done = 0
+
+        hook_failed = False
+
+        async def run(index: int, source: Any) -> None:
+            nonlocal done, hook_failed
+            async with window:
+                try:
+                    item = BatchItem(
+                        index, _as_given(source), result=await jobs.drive(make_plan(source))
+                    )
+                except CFRError as error:
+                    item = BatchItem(index, _as_given(source), error=error)
+            results[index] = item
+            done += 1
+            if not hook_failed:  # a failing hook stops the batch once, not once per task
+                try:
+                    update(done, len(sources))
+                except BaseException:
+                    hook_failed = True
+                    raise
+
+        try:
+            async with anyio.create_task_group() as group:
+                for index, source in enumerate(sources):
+                    group.start_soon(run, index, source)
+        except Exception as failed:
+            _reraise_single(failed)
+        finally:
+            close()
+        return [item for item in results if item is not None]
+
     async def _call(
         self, endpoint: Endpoint, image: ImageSource | PreparedImage, channel_order: ChannelOrder
     ) -> protocol.Result:
         prepared = await anyio.to_thread.run_sync(self._prepare, image, channel_order)
+        return await self._execute(endpoint, prepared)
+
+    async def _execute(
+        self, endpoint: Endpoint, prepared: PreparedImage, rate: RateLimiter | None = None
+    ) -> protocol.Result:
         call = Call(self._settings, endpoint, prepared)
         while True:
+            # Every attempt, retries included, is a request the rate limit must count.
+            if rate is not None:
+                delay = rate.reserve(time.monotonic())
+                if delay > 0:
+                    await anyio.sleep(delay)
             request = call.request()
             try:
                 status, headers, body = await self._send(request)
@@ -387,3 +917,102 @@ class AsyncClient(_ClientBase):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+# --- plan drivers --------------------------------------------------------------------------------
+#
+# A plan (ncp_cfr.pipelines) yields lists of jobs; a driver runs each list side by side and sends
+# back the outcomes. The two drivers differ only in how: threads and a semaphore, or a task group
+# and a capacity limiter. A job's CFRError becomes its outcome; anything else propagates.
+
+
+class _SyncJobs:
+    """Runs plans for a :class:`Client`: at most ``slots`` calls at once, paced by ``rate``."""
+
+    def __init__(
+        self,
+        client: Client,
+        pool: ThreadPoolExecutor,
+        slots: int,
+        rate: RateLimiter | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._client = client
+        self._pool = pool
+        self._slots = threading.BoundedSemaphore(slots)
+        self._rate = rate
+        self._stop = stop
+
+    def drive(self, plan: Plan[_T]) -> _T:
+        step = advance(plan, None)
+        while isinstance(step, Pending):
+            step = advance(plan, self._run(step.jobs))
+        return step.value
+
+    def _run(self, jobs: list[Job]) -> list[Outcome]:
+        if len(jobs) <= 1:  # no hand-off to another thread for a single call
+            return [self._one(job) for job in jobs]
+        futures = [self._pool.submit(self._one, job) for job in jobs]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:  # after an interrupt: drop the ones not started
+                future.cancel()
+
+    def _one(self, job: Job) -> Outcome:
+        with self._slots:
+            try:
+                return self._client._execute(job.endpoint, job.image, self._rate, self._stop)
+            except CFRError as error:
+                return error
+
+
+class _AsyncJobs:
+    """Runs plans for an :class:`AsyncClient`: at most ``slots`` calls at once, paced by ``rate``.
+
+    Plans are advanced in a worker thread: a step may crop and encode images.
+    """
+
+    def __init__(self, client: AsyncClient, slots: int, rate: RateLimiter | None = None) -> None:
+        self._client = client
+        self._slots = anyio.CapacityLimiter(slots)
+        self._rate = rate
+
+    async def drive(self, plan: Plan[_T]) -> _T:
+        step = await anyio.to_thread.run_sync(advance, plan, None)
+        while isinstance(step, Pending):
+            outcomes = await self._run(step.jobs)
+            step = await anyio.to_thread.run_sync(advance, plan, outcomes)
+        return step.value
+
+    async def _run(self, jobs: list[Job]) -> list[Outcome]:
+        if len(jobs) <= 1:
+            return [await self._one(job) for job in jobs]
+        outcomes: dict[int, Outcome] = {}
+
+        async def one(index: int, job: Job) -> None:
+            outcomes[index] = await self._one(job)
+
+        try:
+            async with anyio.create_task_group() as group:
+                for index, job in enumerate(jobs):
+                    group.start_soon(one, index, job)
+        except Exception as failed:
+            _reraise_single(failed)
+        return [outcomes[i] for i in range(len(jobs))]
+
+    async def _one(self, job: Job) -> Outcome:
+        async with self._slots:
+            try:
+                return await self._client._execute(job.endpoint, job.image, self._rate)
+            except CFRError as error:
+                return error
+
+
+def _reraise_single(error: Exception) -> NoReturn:
+    # A task group wraps a task's exception in an ExceptionGroup (a builtin only since 3.11,
+    # hence no isinstance): a single error reads better unwrapped.
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], Exception):
+        raise inner[0] from None
+    raise error

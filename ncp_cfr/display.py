@@ -17,15 +17,25 @@ from ncp_cfr.models import (
     CelebrityResult,
     Face,
     FaceResult,
+    Lookalike,
     Prediction,
 )
 
-__all__ = ["display_width", "result_html", "result_rows", "result_table"]
+__all__ = [
+    "display_width",
+    "lookalike_html",
+    "lookalike_rows",
+    "lookalike_table",
+    "result_html",
+    "result_rows",
+    "result_table",
+]
 
 Result = FaceResult | Analysis | CelebrityResult
 
 _FACE_HEADER = ("#", "box", "landmarks", "gender", "age", "emotion", "pose")
 _CELEBRITY_HEADER = ("#", "name", "confidence")
+_LOOKALIKE_HEADER = ("rank", "name", "votes", "mean", "min", "max", "sizes (px)")
 _NONE = "-"
 
 
@@ -106,6 +116,67 @@ def result_table(result: Result, *, caption: bool = False) -> str:
     lines.append("  ".join("-" * width for width in widths))
     lines.extend(_line(row, widths) for row in rows)
     return "\n".join(lines)
+
+
+def lookalike_rows(found: Lookalike) -> tuple[list[str], list[list[str]]]:
+    """The ranked candidates of :meth:`~ncp_cfr.Client.find_lookalike` as text cells.
+
+    Returns:
+        ``(header, rows)``: one row per candidate, best first, with its votes (of the sizes that
+        answered), its mean/min/max confidence and the sizes that voted for it.
+    """
+    answered = sum(1 for scale in found.per_scale if scale.error is None)
+    rows = [
+        [
+            str(rank),
+            c.name,
+            f"{c.votes}/{answered}",
+            _percent(c.mean_confidence),
+            _percent(c.min_confidence),
+            _percent(c.max_confidence),
+            ",".join(str(side) for side in c.sides),
+        ]
+        for rank, c in enumerate(found.candidates, start=1)
+    ]
+    return list(_LOOKALIKE_HEADER), rows
+
+
+def lookalike_table(found: Lookalike) -> str:
+    """A plain-text table of a lookalike vote, aligned like :func:`result_table`.
+
+    The first line says whether the answer is stable (the best name won most sizes).
+    """
+    header, rows = lookalike_rows(found)
+    verdict = _lookalike_verdict(found)
+    if not rows:
+        return verdict
+    widths = _widths([header, *rows])
+    lines = [verdict, _line(header, widths), "  ".join("-" * width for width in widths)]
+    lines.extend(_line(row, widths) for row in rows)
+    return "\n".join(lines)
+
+
+def lookalike_html(found: Lookalike) -> str:
+    """An HTML table of a lookalike vote, every value escaped (``Lookalike._repr_html_``)."""
+    header, rows = lookalike_rows(found)
+    parts = [
+        '<table class="ncp-cfr-lookalike">',
+        f'<caption style="text-align:left">{html.escape(_lookalike_verdict(found))}</caption>',
+        "<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr></thead>",
+        "<tbody>",
+    ]
+    for row in rows:
+        parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
+    parts += ["</tbody>", "</table>"]
+    return "\n".join(parts)
+
+
+def _lookalike_verdict(found: Lookalike) -> str:
+    sizes = len(found.per_scale)
+    if found.best is None:
+        return f"no name at any of {sizes} sizes"
+    stability = "stable" if found.stable else "unstable: no name won most sizes"
+    return f"best: {found.best.name} ({found.best.votes} of {sizes} sizes, {stability})"
 
 
 def display_width(text: str) -> int:

@@ -32,6 +32,9 @@ __all__ = [
     "GenderValue",
     "Info",
     "Landmark",
+    "Lookalike",
+    "LookalikeCandidate",
+    "LookalikeScale",
     "Point",
     "Pose",
     "PoseValue",
@@ -307,3 +310,49 @@ class Analysis(_Result):
     """Faces with attributes and a per-face lookalike, in the caller's pixels (``analyze``)."""
 
     faces: list[AnalyzedFace] = Field(default_factory=list)
+
+
+class LookalikeScale(_Model):
+    """What the celebrity endpoint said at one upload size (``find_lookalike``)."""
+
+    side: int = Field(description="the longest side asked for, in pixels")
+    width: int = Field(description="the upload's width")
+    height: int = Field(description="the upload's height")
+    names: list[Celebrity] = Field(default_factory=list)
+    """Every name this size returned (one per face it saw), most confident first."""
+    top: Celebrity | None = None
+    """This size's vote: its most confident name, ``None`` if none (or under the threshold)."""
+    error: str | None = None
+    """Why this size failed, if it did (it then does not vote)."""
+
+
+class LookalikeCandidate(_Model):
+    """A name some upload sizes voted for, with how sure the service was across them."""
+
+    name: str
+    votes: int = Field(description="how many sizes had this as their most confident name")
+    mean_confidence: float
+    max_confidence: float
+    min_confidence: float
+    sides: list[int] = Field(default_factory=list)
+    """The sizes (longest side, px) that voted for it, ascending."""
+
+
+class Lookalike(_Model):
+    """The celebrity endpoint asked at several upload sizes, and the names ranked by votes.
+
+    ``candidates`` rank by votes, then mean confidence; ``best`` is the first (``None`` when no
+    size named anybody). ``stable`` is true when ``best`` won more than half of the sizes that
+    answered: a name that only one size out of eight saw is a guess, not a lookalike.
+    """
+
+    size: Size = Field(description="the caller's image size")
+    best: LookalikeCandidate | None = None
+    candidates: list[LookalikeCandidate] = Field(default_factory=list)
+    stable: bool = False
+    per_scale: list[LookalikeScale] = Field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        from ncp_cfr import display  # lazy: notebooks only
+
+        return display.lookalike_html(self)

@@ -163,7 +163,7 @@ def test_recording_redacts_keys_and_keeps_the_image(emu: Emulator) -> None:
 
 
 def test_in_flight_requests_are_counted(emu: Emulator) -> None:
-    emu.latency = 0.3
+    emu.latency = 1.0  # long enough for all four to overlap on a loaded machine
     files = {"image": ("a.jpg", jpeg_bytes(), "image/jpeg")}
     threads = [
         threading.Thread(target=_post, args=(emu,), kwargs={"files": files}) for _ in range(4)

@@ -9,7 +9,9 @@ with Emulator() as emu, emu.client() as client:
 ```
 """
 
+from ncp_cfr.testing.detector import DetectorUnavailableError, FaceDetector, load_detector
 from ncp_cfr.testing.emulator import FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, Emulator
+from ncp_cfr.testing.gallery import Gallery
 from ncp_cfr.testing.rules import (
     MAX_IMAGE_BYTES,
     RecordedRequest,
@@ -23,6 +25,10 @@ from ncp_cfr.testing.rules import (
 )
 
 __all__ = [
+    "DetectorUnavailableError",
+    "FaceDetector",
+    "Gallery",
+    "load_detector",
     "FAKE_CLIENT_ID",
     "FAKE_CLIENT_SECRET",
     "MAX_IMAGE_BYTES",

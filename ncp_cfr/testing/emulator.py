@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,6 +25,9 @@ from ncp_cfr.testing.rules import (
 )
 from ncp_cfr.testing.server import LoopbackServer
 from ncp_cfr.testing.transport import EmulatorTransport
+
+if TYPE_CHECKING:
+    from ncp_cfr.testing.gallery import Gallery
 
 __all__ = ["FAKE_CLIENT_ID", "FAKE_CLIENT_SECRET", "Emulator"]
 
@@ -49,17 +52,26 @@ class Emulator:
 
     1. an injected fault (:meth:`inject`), checked right after the keys, as the gateway would;
     2. a scenario (:meth:`reply`) for the endpoint, the next call or a matching image;
-    3. the default: ``detector`` / ``recognizer`` if given, else **no faces**. The emulator never
-       invents gender, age, emotion or celebrity values that no scenario declared.
+    3. the default: ``detector`` / ``recognizer`` (or ``gallery``) if given, else **no faces**.
+       The emulator never invents gender, age, emotion or celebrity values that no scenario
+       declared: a real detector (``detector="auto"``) sends them as ``"unknown"``, and a gallery
+       only answers the names registered in it.
 
     Args:
         client_id: the key ID it accepts (default :data:`FAKE_CLIENT_ID`).
         client_secret: the key it accepts (default :data:`FAKE_CLIENT_SECRET`).
         latency: seconds added to every answer (to test concurrency and timeouts).
-        detector: ``f(PIL.Image) -> [face dict]`` answering the face endpoint by default.
+        detector: ``f(PIL.Image) -> [face dict]`` answering the face endpoint by default, or the
+            name of a real detector: ``"auto"``, ``"yuface"``, ``"mtcnn"`` (see
+            :func:`~ncp_cfr.testing.detector.load_detector`; needs ``ncp_cfr[emulator]``).
         recognizer: ``f(PIL.Image) -> [celebrity dict]`` answering the celebrity endpoint.
-        host, port: where the loopback server listens (port 0: any free port).
+        gallery: a :class:`~ncp_cfr.testing.gallery.Gallery` answering the celebrity endpoint
+            with its names, finding faces with ``detector`` (without a detector both endpoints
+            answer no faces); not with ``recognizer``.
+        host: the loopback server's address (default 127.0.0.1).
+        port: the loopback server's port (0: any free port).
         record_images: keep the uploaded bytes on each recorded request.
+        max_recorded: keep only the newest this many recorded requests (``None``: all).
     """
 
     def __init__(
@@ -68,12 +80,23 @@ class Emulator:
         client_secret: str = FAKE_CLIENT_SECRET,
         *,
         latency: float = 0.0,
-        detector: Detector | None = None,
+        detector: Detector | str | None = None,
         recognizer: Recognizer | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         record_images: bool = True,
+        gallery: Gallery | None = None,
+        max_recorded: int | None = None,
     ) -> None:
+        if isinstance(detector, str):
+            from ncp_cfr.testing.detector import load_detector
+
+            detector = load_detector(detector)
+        if gallery is not None:
+            if recognizer is not None:
+                raise ValueError("pass either recognizer= or gallery=, not both")
+            if detector is not None:  # no detector, no faces: on both endpoints alike
+                recognizer = gallery.recognizer(detector)
         self.rules = Rules(
             client_id,
             client_secret,
@@ -81,6 +104,7 @@ class Emulator:
             detector=detector,
             recognizer=recognizer,
             record_images=record_images,
+            max_recorded=max_recorded,
         )
         self._host = host
         self._port = port
@@ -220,7 +244,8 @@ class Emulator:
         Args:
             error: a known code: ``"ER21"`` (CFR), ``"410"`` (gateway), ``"legacy:024"``; the
                 status and body are the service's own.
-            status, body: any answer instead (``body`` may be HTML, ``b""``, invalid JSON).
+            status: any status instead (with ``body``, or alone).
+            body: any body instead (HTML, ``b""``, invalid JSON ...).
             retry_after: sent as the ``Retry-After`` header (seconds, or an HTTP date string).
             delay: wait this long first; without ``error``/``status`` the call then proceeds
                 normally (a slow answer).

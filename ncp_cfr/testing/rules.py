@@ -297,6 +297,7 @@ class Rules:
         detector: Detector | None = None,
         recognizer: Recognizer | None = None,
         record_images: bool = True,
+        max_recorded: int | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -304,7 +305,12 @@ class Rules:
         self.detector = detector
         self.recognizer = recognizer
         self.record_images = record_images
+        #: Keep only the newest this many recorded requests (``None``: all), so a long-running
+        #: emulator does not grow without bound.
+        self.max_recorded = max_recorded
         self.requests: list[RecordedRequest] = []
+        #: Requests handled since construction (not reset, not bounded by ``max_recorded``).
+        self.handled = 0
         self._faults: list[_Reply] = []
         self._replies: list[_Reply] = []
         self._lock = threading.Lock()
@@ -370,6 +376,9 @@ class Rules:
             record.image_bytes = None
         with self._lock:
             self.requests.append(record)
+            self.handled += 1
+            if self.max_recorded is not None and len(self.requests) > self.max_recorded:
+                del self.requests[: len(self.requests) - self.max_recorded]
         if self.latency and not answer.drop:
             answer = Answer(answer.status, answer.body, answer.headers, answer.delay + self.latency)
         return answer

@@ -1,0 +1,429 @@
+"""Work that spans several calls (analyze, lookalike consensus, batches), planned as pure code.
+
+A *plan* is a generator. It yields a list of :class:`Job` (calls that may run concurrently),
+receives their outcomes in the same order (a result, or the :class:`~ncp_cfr.CFRError` that call
+ended with after the client's retries), and eventually returns its value::
+
+    plan = analyze_plan(image, prepared)
+    step = advance(plan, None)
+    while isinstance(step, Pending):
+        outcomes = run_somehow(step.jobs)  # threads, a task group, or by hand in a test
+        step = advance(plan, outcomes)
+    analysis = step.value
+
+Every decision (what to crop, which answer belongs to which face, how to count votes) is made
+here, once. The sync and async clients only execute jobs: they differ in how they send, sleep and
+run things side by side. Nothing here opens a socket, sleeps, or starts a thread or an event
+loop; cropping and encoding images is CPU work, which is why the async client advances plans in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, Union
+
+from PIL import Image
+
+from ncp_cfr.errors import CFRError, ImageError
+from ncp_cfr.images import (
+    DEFAULT_MAX_BYTES,
+    MIN_SIDE,
+    PreparedImage,
+    Transform,
+    prepare_image,
+)
+from ncp_cfr.models import (
+    Analysis,
+    AnalyzedFace,
+    Celebrity,
+    CelebrityResult,
+    FaceResult,
+    Lookalike,
+    LookalikeCandidate,
+    LookalikeScale,
+    Size,
+)
+from ncp_cfr.protocol import Endpoint
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "DEFAULT_MIN_FACE",
+    "DEFAULT_SCALES",
+    "BatchItem",
+    "Finished",
+    "Job",
+    "Outcome",
+    "Pending",
+    "Plan",
+    "RateLimiter",
+    "Step",
+    "advance",
+    "analyze_plan",
+    "call_plan",
+    "crop_box",
+    "lookalike_plan",
+    "resolve_scales",
+]
+
+T = TypeVar("T")
+
+#: Extra context around a face's box on each side, as a fraction of the box's size. The
+#: celebrity model was trained on portraits, not on tightly cut boxes: some hair, chin and
+#: background help, while 0.35 still keeps most neighbours out of the crop.
+DEFAULT_MARGIN = 0.35
+#: Faces narrower or lower than this (caller pixels) get no lookalike and cost no call: an
+#: upscaled 20 px face carries too little detail for a name to mean anything.
+DEFAULT_MIN_FACE = 32
+#: Upload sizes (longest side, px) asked by :func:`lookalike_plan`, capped at the image's own.
+DEFAULT_SCALES: tuple[int, ...] = (320, 480, 640, 800, 1024, 1280, 1600, 2048)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One call to make: send ``image`` to ``endpoint`` (with the client's usual retries)."""
+
+    endpoint: Endpoint
+    image: PreparedImage
+
+
+Result = Union[FaceResult, CelebrityResult]
+#: What a job ended with: its result, or the error it failed with after the client's retries.
+Outcome = Union[FaceResult, CelebrityResult, CFRError]
+Plan = Generator[list[Job], list[Outcome], T]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The plan waits for these jobs' outcomes (``[]`` is allowed: answer it with ``[]``)."""
+
+    jobs: list[Job]
+
+
+@dataclass(frozen=True)
+class Finished(Generic[T]):
+    """The plan is done and returned ``value``."""
+
+    value: T
+
+
+Step = Union[Pending, Finished[T]]
+
+
+def advance(plan: Plan[T], outcomes: list[Outcome] | None) -> Step[T]:
+    """Start ``plan`` (``outcomes=None``) or give it the outcomes of the jobs it asked for.
+
+    Turns the generator protocol into a value: ``StopIteration`` cannot cross a coroutine or a
+    thread boundary cleanly, a :class:`Finished` can. Errors the plan raises propagate.
+    """
+    try:
+        jobs = next(plan) if outcomes is None else plan.send(outcomes)
+    except StopIteration as stop:
+        return Finished(stop.value)
+    return Pending(jobs)
+
+
+def call_plan(endpoint: Endpoint, image: PreparedImage) -> Plan[Result]:
+    """One call as a plan (how batches run ``detect_faces`` and ``recognize_celebrities``)."""
+    [outcome] = yield [Job(endpoint, image)]
+    if isinstance(outcome, CFRError):
+        raise outcome
+    return outcome
+
+
+# --- analyze -------------------------------------------------------------------------------------
+
+
+def crop_box(
+    x: int, y: int, width: int, height: int, margin: float, image_width: int, image_height: int
+) -> tuple[int, int, int, int]:
+    """The face box grown by ``margin`` x its size on each side, clipped to the image.
+
+    Returns ``(left, top, right, bottom)``; empty (``right <= left``) if the box lies outside.
+    """
+    dx, dy = margin * width, margin * height
+    left = max(0, math.floor(x - dx))
+    top = max(0, math.floor(y - dy))
+    right = min(image_width, math.ceil(x + width + dx))
+    bottom = min(image_height, math.ceil(y + height + dy))
+    return left, top, right, bottom
+
+
+def _check_analyze_options(margin: float, min_face: int, min_confidence: float) -> None:
+    if not (isinstance(margin, (int, float)) and 0 <= margin <= 5):
+        raise CFRError(f"margin is a fraction of the face box between 0 and 5, got {margin!r}")
+    if not (isinstance(min_face, int) and min_face >= 1):
+        raise CFRError(f"min_face is a positive number of pixels, got {min_face!r}")
+    if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
+        raise CFRError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
+
+
+def _top(result: CelebrityResult, min_confidence: float) -> Celebrity | None:
+    if not result.faces:
+        return None
+    best = max(result.faces, key=lambda f: f.celebrity.confidence).celebrity
+    return best if best.confidence >= min_confidence else None
+
+
+def analyze_plan(
+    image: Image.Image,
+    prepared: PreparedImage,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    min_face: int = DEFAULT_MIN_FACE,
+    min_confidence: float = 0.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_side: int | None = None,
+    pixels: Transform = Transform.IDENTITY,
+) -> Plan[Analysis]:
+    """Faces of ``prepared``, then one celebrity call per face on a crop around it.
+
+    The celebrity endpoint names faces without saying where they are; a crop that holds one face
+    makes the answer that face's. Each crop's answer goes back to the face it was cut around: if
+    the service still sees several faces in it (a neighbour at the edge) the most confident name
+    wins; if it sees none, or the name is under ``min_confidence``, the face has no lookalike.
+
+    Args:
+        image: the pixels to crop from: the caller's image as :func:`~ncp_cfr.open_image`
+            shows it (or, with ``pixels``, another rendering of it).
+        prepared: the upload of the whole image for the face call.
+        margin: context added around each box, as a fraction of the box's width/height per side.
+        min_face: faces whose box is narrower or lower than this (caller pixels) are not cropped:
+            no call, no lookalike, no error.
+        min_confidence: lookalikes under this confidence are dropped (``lookalike=None``).
+        max_bytes: upload limit for the crops.
+        max_side: longest side of a crop upload (``None``: the crop's own size).
+        pixels: maps caller pixels to ``image``'s pixels (identity when ``image`` is the caller's
+            image; ``prepared.transform`` when cropping from the upload itself).
+
+    Returns:
+        An :class:`~ncp_cfr.Analysis` in the caller's pixels. A failed crop call does not fail
+        the analysis: that face gets ``lookalike_error``. A failed face call raises its error.
+    """
+    _check_analyze_options(margin, min_face, min_confidence)
+    [outcome] = yield [Job(Endpoint.FACE, prepared)]
+    if isinstance(outcome, CFRError):
+        raise outcome
+    if not isinstance(outcome, FaceResult):
+        raise TypeError(f"the face job answered with {type(outcome).__name__}")
+    found = outcome
+
+    faces = [
+        AnalyzedFace.model_validate(face.model_dump(by_alias=True, mode="python"))
+        for face in found.faces
+    ]
+    jobs: list[Job] = []
+    owners: list[int] = []
+    for index, face in enumerate(faces):
+        roi = face.roi
+        if roi.width < min_face or roi.height < min_face:
+            continue
+        # The roi is in caller pixels; ``pixels`` brings it onto the grid we crop from.
+        x0, y0 = pixels.to_upload(roi.x, roi.y)
+        x1, y1 = pixels.to_upload(roi.right, roi.bottom)
+        box = crop_box(
+            round(x0), round(y0), round(x1 - x0), round(y1 - y0), margin, image.width, image.height
+        )
+        # Mostly outside the picture: what is left is too little to name.
+        if (box[2] - box[0]) / pixels.scale_x < min_face or (
+            box[3] - box[1]
+        ) / pixels.scale_y < min_face:
+            continue
+        try:
+            crop = prepare_image(image.crop(box), max_bytes=max_bytes, max_side=max_side)
+        except ImageError as error:
+            face.lookalike_error = str(error)
+            continue
+        jobs.append(Job(Endpoint.CELEBRITY, crop))
+        owners.append(index)
+
+    answers = yield jobs
+    for index, answer in zip(owners, answers, strict=True):
+        if isinstance(answer, CFRError):
+            faces[index].lookalike_error = str(answer)
+        elif isinstance(answer, CelebrityResult):
+            faces[index].lookalike = _top(answer, min_confidence)
+
+    analysis = Analysis(info=found.info.model_copy(deep=True), faces=faces, upload=found.upload)
+    analysis._raw = found.raw
+    return analysis
+
+
+# --- lookalike consensus -------------------------------------------------------------------------
+
+
+def resolve_scales(scales: Sequence[float], width: int, height: int) -> list[int]:
+    """Longest-side pixel sizes for an image of ``width`` x ``height``, ascending, no repeats.
+
+    A value in (0, 1] is a fraction of the image's longest side; a value of at least 50 is a
+    longest side in pixels. Sizes over the image's own are capped to it (asking for more would
+    only upscale), sizes under 50 px are raised to 50 (the service's minimum).
+    """
+    if not scales:
+        raise CFRError("scales is empty: give longest-side sizes (e.g. [480, 800]) or fractions")
+    longest = max(width, height)
+    sides: set[int] = set()
+    for value in scales:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise CFRError(f"scales holds pixel sizes or fractions, got {value!r}")
+        if value <= 1:
+            side = round(value * longest)
+        elif value >= MIN_SIDE:
+            side = round(value)
+        else:
+            raise CFRError(
+                f"scale {value!r} is neither a fraction (0 < s <= 1) nor a size of at least "
+                f"{MIN_SIDE} px"
+            )
+        # Tiny images are upscaled to the minimum by prepare_image: ask for exactly that.
+        sides.add(min(max(side, MIN_SIDE), max(longest, MIN_SIDE)))
+    return sorted(sides)
+
+
+def _rank(per_scale: list[LookalikeScale]) -> list[LookalikeCandidate]:
+    votes: dict[str, list[tuple[int, float]]] = {}
+    for answer in per_scale:
+        if answer.top is not None:
+            votes.setdefault(answer.top.value, []).append((answer.side, answer.top.confidence))
+    candidates = [
+        LookalikeCandidate(
+            name=name,
+            votes=len(seen),
+            mean_confidence=sum(c for _, c in seen) / len(seen),
+            max_confidence=max(c for _, c in seen),
+            min_confidence=min(c for _, c in seen),
+            sides=[side for side, _ in seen],
+        )
+        for name, seen in votes.items()
+    ]
+    candidates.sort(key=lambda c: (-c.votes, -c.mean_confidence, c.name))
+    return candidates
+
+
+def lookalike_plan(
+    image: Image.Image,
+    *,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    min_confidence: float = 0.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Plan[Lookalike]:
+    """Ask the celebrity endpoint at several upload sizes and let the sizes vote.
+
+    The service's name for a face changes with the upload's resolution. Each size votes once,
+    with its most confident name (a group photo is best cropped first, or use ``analyze``);
+    candidates rank by votes, then mean confidence. A size that fails is recorded, not fatal.
+
+    Args:
+        image: the caller's image (as :func:`~ncp_cfr.open_image` shows it).
+        scales: see :func:`resolve_scales`; capped at the image's own size, so a small image
+            may get fewer sizes than asked.
+        min_confidence: a size whose best name is under this votes for nobody.
+        max_bytes: upload limit.
+
+    Returns:
+        The ranked :class:`~ncp_cfr.Lookalike`.
+
+    Raises:
+        CFRError: the last error, when every size failed.
+    """
+    if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
+        raise CFRError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
+    sides = resolve_scales(scales, image.width, image.height)
+    uploads = [prepare_image(image, max_bytes=max_bytes, max_side=side) for side in sides]
+    answers = yield [Job(Endpoint.CELEBRITY, upload) for upload in uploads]
+
+    per_scale: list[LookalikeScale] = []
+    last_error: CFRError | None = None
+    for side, upload, answer in zip(sides, uploads, answers, strict=True):
+        entry = LookalikeScale(side=side, width=upload.width, height=upload.height)
+        if isinstance(answer, CFRError):
+            entry.error = str(answer)
+            last_error = answer
+        elif isinstance(answer, CelebrityResult):
+            ranked = sorted(answer.faces, key=lambda f: f.celebrity.confidence, reverse=True)
+            entry.names = [f.celebrity for f in ranked]
+            entry.top = _top(answer, min_confidence)
+        per_scale.append(entry)
+    answered = [s for s in per_scale if s.error is None]
+    if not answered:
+        assert last_error is not None
+        raise last_error
+
+    candidates = _rank(per_scale)
+    best = candidates[0] if candidates else None
+    return Lookalike(
+        size=Size(width=image.width, height=image.height),
+        best=best,
+        candidates=candidates,
+        stable=best is not None and 2 * best.votes > len(answered),
+        per_scale=per_scale,
+    )
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchItem(Generic[T]):
+    """One input's outcome in a ``*_many`` batch.
+
+    Attributes:
+        index: the input's position in the list given.
+        source: the input as given; a path (``os.PathLike``) becomes its ``str``.
+        result: the result, or ``None`` if it failed.
+        error: the :class:`~ncp_cfr.CFRError` it failed with (an ``ImageError`` for an input
+            that could not be read), or ``None``.
+    """
+
+    index: int
+    source: Any
+    result: T | None = None
+    error: CFRError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether this input succeeded."""
+        return self.error is None
+
+    def unwrap(self) -> T:
+        """The result, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class RateLimiter:
+    """At most ``rate`` requests per second, shared by every worker (GCRA token bucket).
+
+    :meth:`reserve` books the next slot and says how long to wait for it; the caller sleeps that
+    long (``time.sleep`` or ``anyio.sleep``), then sends. Booking first means two workers never
+    get the same slot. Thread-safe.
+
+    Args:
+        rate: requests per second (> 0).
+        burst: how many requests may go back to back after an idle spell (default 1: evenly
+            spaced).
+    """
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise CFRError(f"rate_limit is requests per second (> 0), got {rate!r}")
+        if not (isinstance(burst, int) and burst >= 1):
+            raise CFRError(f"burst must be a whole number >= 1, got {burst!r}")
+        self.rate = float(rate)
+        self.burst = burst
+        self._interval = 1.0 / self.rate
+        self._tat: float | None = None  # the theoretical arrival time of the next request
+        self._lock = threading.Lock()
+
+    def reserve(self, now: float) -> float:
+        """Book a slot at or after ``now`` (monotonic seconds); the seconds to wait for it."""
+        with self._lock:
+            tat = now if self._tat is None else max(self._tat, now)
+            start = max(now, tat - (self.burst - 1) * self._interval)
+            self._tat = tat + self._interval
+            return start - now

@@ -1,0 +1,147 @@
+"""``ncp-cfr``: outputs, exit codes and errors, against the loopback emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ncp_cfr import __version__
+from ncp_cfr.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from ncp_cfr.testing import Emulator, make_celebrity, make_face
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> Emulator:
+    for name, value in emu.env().items():
+        monkeypatch.setenv(name, value)
+    return emu
+
+
+@pytest.fixture
+def photos(tmp_path: Path, hopper_path: Path) -> list[Path]:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    first = folder / "a.jpg"
+    first.write_bytes(hopper_path.read_bytes())
+    second = folder / "b.png"
+    Image.open(hopper_path).resize((256, 300)).save(second)
+    return [first, second]
+
+
+def test_face_table_for_a_folder(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply(
+        "face", faces=[make_face(100, 100, 200, 200, gender="female", age="40~44")], times=None
+    )
+    code = main(["face", str(photos[0].parent), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert "a.jpg" in out and "b.png" in out and "female" in out and "40~44" in out
+    assert env.calls("face") == 2
+
+
+def test_jsonl_gives_one_parseable_line_per_file_in_callers_pixels(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200)], times=None)
+    assert main(["face", *map(str, photos), "--jsonl"]) == EXIT_OK
+    lines = capsys.readouterr().out.strip().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["file"] for r in records] == [str(p) for p in photos]
+    assert records[1]["result"]["info"]["size"] == {"width": 256, "height": 300}
+    assert all(r["error"] is None for r in records)
+    assert env.client_secret not in "\n".join(lines)
+
+
+def test_partial_failure_exit_code_and_one_line_per_error(
+    env: Emulator, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.jpg"
+    code = main(["face", str(photos[0]), str(missing), "--json"])
+    captured = capsys.readouterr()
+    assert code == EXIT_PARTIAL
+    document = json.loads(captured.out)
+    assert document[0]["error"] is None
+    assert document[1]["error"]["type"] == "ImageError"
+    [line] = captured.err.strip().splitlines()
+    assert "missing.jpg" in line and "ImageError" in line
+
+
+def test_everything_failing_exits_1(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.inject("200", times=None)  # the gateway refuses the keys
+    assert main(["face", *map(str, photos), "--max-retries", "0"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("AuthenticationError") == 2
+    assert env.client_secret not in err
+
+
+def test_no_credentials_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NCP_CFR_CLIENT_ID", raising=False)
+    monkeypatch.delenv("NCP_CFR_CLIENT_SECRET", raising=False)
+    assert main(["face", str(photos[0])]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "NCP_CFR_CLIENT_ID" in err and "--emulator" in err
+
+
+def test_bad_options_and_empty_globs_are_usage_errors(env: Emulator, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["face", "x.jpg", "--concurrency", "0"])
+    assert info.value.code == EXIT_USAGE
+    assert main(["face", str(tmp_path / "*.jpg")]) == EXIT_USAGE
+
+
+def test_celebrity_table_shows_hangul_names(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("celebrity", faces=[make_celebrity("이다희", 0.61)])
+    assert main(["celebrity", str(photos[0])]) == EXIT_OK
+    assert "이다희" in capsys.readouterr().out
+
+
+def test_draw_writes_overlays(env: Emulator, photos: list[Path], tmp_path: Path) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200)], times=None)
+    out = tmp_path / "overlays"
+    assert main(["face", *map(str, photos), "--draw", str(out)]) == EXIT_OK
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a.cfr.jpg", "b.cfr.jpg"]
+    with Image.open(out / "b.cfr.jpg") as overlay:
+        assert overlay.size == (256, 300)
+
+
+def test_analyze_command(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200, gender="female")])
+    env.reply("celebrity", faces=[make_celebrity("이다희", 0.7)])
+    assert main(["analyze", str(photos[0]), "--json"]) == EXIT_OK
+    [record] = json.loads(capsys.readouterr().out)
+    assert record["result"]["faces"][0]["lookalike"]["value"] == "이다희"
+
+
+def test_lookalike_command(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("celebrity", faces=[make_celebrity("이다희", 0.7)], times=None)
+    assert main(["lookalike", str(photos[0]), "--scales", "200,400", "--json"]) == EXIT_OK
+    [record] = json.loads(capsys.readouterr().out)
+    assert "이다희" in json.dumps(record["result"], ensure_ascii=False)
+    assert env.calls("celebrity") == 2
+
+
+def test_module_entry_point_and_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ncp_cfr", "--version"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "NCP_CFR_CLIENT_SECRET": ""},
+    )  # fmt: skip
+    assert done.returncode == 0 and __version__ in done.stdout
