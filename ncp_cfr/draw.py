@@ -19,7 +19,15 @@ from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
 
 from ncp_cfr import fonts
 from ncp_cfr.images import ImageSource, open_image
-from ncp_cfr.models import Analysis, AnalyzedFace, CelebrityResult, Face, FaceResult, Roi
+from ncp_cfr.models import (
+    Analysis,
+    AnalyzedFace,
+    CelebrityResult,
+    Face,
+    FaceResult,
+    Prediction,
+    Roi,
+)
 
 __all__ = ["PALETTE", "Color", "blur_faces", "crop_faces", "draw_faces", "face_label"]
 
@@ -41,6 +49,7 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 
 _SEPARATOR = " · "
 _MISSING_TEXT = "?"
+_UNKNOWN = "unknown"
 _FRONTAL = "frontal_face"
 
 _warned_missing_glyphs = False
@@ -174,17 +183,30 @@ def face_label(face: Face, min_confidence: float = 0.0, *, confidences: bool = F
     Returns:
         The label text, possibly with a newline; ``""`` when the face has nothing to say.
     """
+
+    def known(prediction: Prediction | None) -> Prediction | None:
+        # The emulator's placeholder ("unknown", confidence 0) says nothing worth drawing.
+        if prediction is None or (prediction.value == _UNKNOWN and prediction.confidence == 0):
+            return None
+        return prediction
+
+    gender, age = known(face.gender), known(face.age)
     parts: list[str] = []
-    for prediction in (face.gender, face.age, face.emotion, face.pose):
+    for name, prediction in (
+        ("gender", gender),
+        ("age", age),
+        ("emotion", known(face.emotion)),
+        ("pose", known(face.pose)),
+    ):
         if prediction is None:
             continue
         value = str(prediction.value)
-        if prediction is face.pose:
+        if name == "pose":
             if value == _FRONTAL:
                 continue
             value = value.replace("_", " ")
         parts.append(f"{value} {prediction.confidence:.0%}" if confidences else value)
-    if not confidences and face.gender is not None and face.age is not None:
+    if not confidences and gender is not None and age is not None:
         # "female 24~28" reads as one phrase; the separator would split it.
         parts[:2] = [f"{parts[0]} {parts[1]}"]
     lines = [_SEPARATOR.join(parts)] if parts else []

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
 from ncp_cfr import __version__
 from ncp_cfr.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from ncp_cfr.testing import Emulator, make_celebrity, make_face
+
+from .conftest import HOPPER as PHOTO
 
 
 @pytest.fixture
@@ -145,3 +149,52 @@ def test_module_entry_point_and_version() -> None:
         env={**os.environ, "NCP_CFR_CLIENT_SECRET": ""},
     )  # fmt: skip
     assert done.returncode == 0 and __version__ in done.stdout
+
+
+def test_emulator_command_serves_any_http_client_and_hides_the_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NCP_CFR_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    secret = "fake-secret-from-the-command-line"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ncp_cfr", "emulator", "--port", "0", "--detector", "none",
+         "--client-id", "fake-id", "--client-secret", secret],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        banner = ""
+        while "Ctrl-C" not in banner:
+            banner = process.stdout.readline()
+            assert banner, process.stderr.read() if process.stderr else ""
+        assert secret not in banner
+        url = banner.split("NCP_CFR_BASE_URL=")[1].split()[0]
+        keys = {"X-NCP-APIGW-API-KEY-ID": "fake-id", "X-NCP-APIGW-API-KEY": secret}
+        files = {"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg")}
+        response = httpx.post(f"{url}/vision/v1/face", headers=keys, files=files, timeout=10)
+        assert response.status_code == 200 and response.json()["faces"] == []
+        refused = httpx.post(f"{url}/vision/v1/face", headers={**keys, "X-NCP-APIGW-API-KEY": "no"},
+                             files=files, timeout=10)  # fmt: skip
+        assert refused.status_code == 401
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "Traceback" not in err
+    assert secret not in out
+
+
+@pytest.mark.detector
+def test_demo_runs_offline_and_writes_an_overlay(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("yuface", reason="the [emulator] extra's detector")
+    monkeypatch.delenv("NCP_CFR_CLIENT_ID", raising=False)
+    monkeypatch.delenv("NCP_CFR_CLIENT_SECRET", raising=False)
+    out = tmp_path / "demo.jpg"
+    assert main(["demo", "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "built-in emulator" in printed and "1 face" in printed
+    assert "그레이스 호퍼" in printed and "frontal_face" in printed
+    with Image.open(out) as overlay, Image.open(PHOTO) as original:
+        assert overlay.size == original.size
+        assert overlay.convert("RGB").tobytes() != original.convert("RGB").tobytes()

@@ -552,3 +552,15 @@ def test_bgr_arrays() -> None:
 def test_a_result_for_another_image_size_warns() -> None:
     with pytest.warns(UserWarning, match="misplaced"):
         draw_faces(gray((200, 200)), faces(face_json()))
+
+
+def test_emulator_placeholders_are_left_out_of_labels() -> None:
+    from ncp_cfr.draw import face_label
+    from ncp_cfr.models import Face
+    from ncp_cfr.testing import make_face
+
+    face = Face.model_validate(make_face(10, 10, 80, 80, pose="left_face"))
+    assert face.gender is not None and face.gender.value == "unknown"
+    assert face_label(face) == "left face"
+    named = Face.model_validate(make_face(10, 10, 80, 80, gender="female", age="24~28"))
+    assert face_label(named) == "female 24~28"
