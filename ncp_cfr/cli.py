@@ -222,7 +222,8 @@ def _run_lookalike(args: argparse.Namespace) -> int:
     with _client(args, emulator=args.emulator) as client:
         for path in paths:
             try:
-                found = client.find_lookalike(path, scales=args.scales)
+                options = {"scales": args.scales} if args.scales else {}
+                found = client.find_lookalike(path, **options)
             except CFRError as error:
                 output.item(str(path), None, error, lookalike_table)
             else:

@@ -198,3 +198,13 @@ def test_demo_runs_offline_and_writes_an_overlay(
     with Image.open(out) as overlay, Image.open(PHOTO) as original:
         assert overlay.size == original.size
         assert overlay.convert("RGB").tobytes() != original.convert("RGB").tobytes()
+
+
+def test_lookalike_default_scales(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("celebrity", faces=[make_celebrity("이다희", 0.7)], times=None)
+    assert main(["lookalike", str(photos[0])]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "best: 이다희" in out and "stable" in out
+    assert env.calls("celebrity") >= 3  # several sizes, capped at the photo's own 600 px
