@@ -767,7 +767,7 @@ class AsyncClient(_ClientBase):
         """
         return await self._many(
             images, lambda image: self._face_plan(image, channel_order),
-            concurrency=concurrency, rate_limit=rate_limit, progress=progress,
+            concurrency=concurrency, rate_limit=rate_limit, progress=progress, light_finish=True,
         )  # fmt: skip
 
     async def recognize_celebrities_many(
@@ -782,7 +782,7 @@ class AsyncClient(_ClientBase):
         """:meth:`recognize_celebrities` for many images; see :meth:`Client.detect_faces_many`."""
         return await self._many(
             images, lambda image: self._celebrity_plan(image, channel_order),
-            concurrency=concurrency, rate_limit=rate_limit, progress=progress,
+            concurrency=concurrency, rate_limit=rate_limit, progress=progress, light_finish=True,
         )  # fmt: skip
 
     async def analyze_many(
@@ -814,12 +814,13 @@ class AsyncClient(_ClientBase):
         concurrency: int,
         rate_limit: float | None,
         progress: Progress,
+        light_finish: bool = False,
     ) -> list[BatchItem[_T]]:
         _check_concurrency(concurrency)
         sources = list(images)
         rate = RateLimiter(rate_limit) if rate_limit is not None else None
         update, close = _progress_hook(progress, len(sources))
-        jobs = _AsyncJobs(self, concurrency, rate)
+        jobs = _AsyncJobs(self, concurrency, rate, light_finish=light_finish)
         # Bounds the images read and held at once; the jobs' limiter bounds the calls.
         window = anyio.CapacityLimiter(_WINDOW_PER_SLOT * concurrency)
         results: list[BatchItem[_T] | None] = [None] * len(sources)
@@ -970,19 +971,32 @@ class _SyncJobs:
 class _AsyncJobs:
     """Runs plans for an :class:`AsyncClient`: at most ``slots`` calls at once, paced by ``rate``.
 
-    Plans are advanced in a worker thread: a step may crop and encode images.
+    Plans are advanced in a worker thread: a step may crop and encode images. With
+    ``light_finish`` (single-call plans, whose last step only hands the result back) the step
+    after the calls runs in the event loop: one thread hop less per image in a batch.
     """
 
-    def __init__(self, client: AsyncClient, slots: int, rate: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        slots: int,
+        rate: RateLimiter | None = None,
+        *,
+        light_finish: bool = False,
+    ) -> None:
         self._client = client
         self._slots = anyio.CapacityLimiter(slots)
         self._rate = rate
+        self._light_finish = light_finish
 
     async def drive(self, plan: Plan[_T]) -> _T:
         step = await anyio.to_thread.run_sync(advance, plan, None)
         while isinstance(step, Pending):
             outcomes = await self._run(step.jobs)
-            step = await anyio.to_thread.run_sync(advance, plan, outcomes)
+            if self._light_finish:
+                step = advance(plan, outcomes)
+            else:
+                step = await anyio.to_thread.run_sync(advance, plan, outcomes)
         return step.value
 
     async def _run(self, jobs: list[Job]) -> list[Outcome]:

@@ -423,7 +423,8 @@ def map_to_caller(result: ResultT, prepared: PreparedImage) -> ResultT:
     """
     result.info.size.width = prepared.source_width
     result.info.size.height = prepared.source_height
-    result.upload = UploadInfo(
+    # Our own numbers, already typed: no validation pass needed.
+    result.upload = UploadInfo.model_construct(
         width=prepared.width,
         height=prepared.height,
         bytes=len(prepared.data),
