@@ -105,7 +105,9 @@ def test_rate_limit_holds_across_workers(shell: Runner, emu: Emulator) -> None:
     assert all(item.ok for item in items)
     assert elapsed >= 0.45 - 0.01
     times = sorted(r.received_at for r in emu.requests)
-    slack = 0.02  # loopback jitter between the client's send and the server's clock
+    # Loopback and thread-scheduling jitter between the client's send and the server's clock
+    # (seen up to ~30 ms on a loaded 2-core CI machine); pairs far apart still bind tightly.
+    slack = 0.04
     for i in range(len(times)):
         for j in range(i + 1, len(times)):
             assert times[j] - times[i] >= (j - i) / rate - slack, (i, j)
