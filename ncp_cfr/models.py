@@ -10,6 +10,7 @@ Everything is forward compatible: unknown fields are kept (and dumped again), en
 
 from __future__ import annotations
 
+import json
 import re
 from enum import Enum
 from typing import Any
@@ -260,10 +261,14 @@ class _Result(_Model):
     info: Info
     upload: UploadInfo | None = Field(default=None, exclude=True, repr=False)
     _raw: dict[str, Any] | None = PrivateAttr(default=None)
+    _raw_body: bytes | None = PrivateAttr(default=None)
 
     @property
     def raw(self) -> dict[str, Any] | None:
         """The service's JSON exactly as received (coordinates in the upload's pixels), if any."""
+        if self._raw is None and self._raw_body is not None:
+            # Parsed on first use: most callers never look, and every call would pay for it.
+            self._raw = json.loads(self._raw_body)
         return self._raw
 
     def __len__(self) -> int:

@@ -392,24 +392,23 @@ def parse_result(
 ) -> Result:
     """Parse a 200 answer. An unreadable one is a :class:`ServerError` (and so is retried)."""
     try:
-        payload = json.loads(body)
-        result = _RESULT_TYPES[endpoint].model_validate(payload)
-    except (ValueError, ValidationError) as exc:
-        reason = (
-            "is not JSON" if not isinstance(exc, ValidationError) else "does not fit the contract"
-        )
-        first_error = ""
-        if isinstance(exc, ValidationError):
-            err = exc.errors()[0]
-            first_error = f": {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        # Straight from bytes to models (pydantic parses the JSON itself): no dict in between.
+        result = _RESULT_TYPES[endpoint].model_validate_json(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            reason = "is not JSON"
+        else:
+            reason = f"does not fit the contract: {'.'.join(str(p) for p in err['loc'])}: "
+            reason += err["msg"]
         error = error_from_response(status, headers, body)
         raise ServerError(
-            f"the {endpoint.value} answer {reason}{first_error}",
+            f"the {endpoint.value} answer {reason}",
             status_code=status,
             request_id=error.request_id,
             body=error.body,
         ) from None
-    result._raw = payload
+    result._raw_body = body
     return result
 
 
