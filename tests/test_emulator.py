@@ -183,3 +183,19 @@ def test_pytest_fixture_gives_a_running_emulator(
     from ncp_cfr import Client
 
     assert isinstance(cfr_client, Client) and cfr_client.base_url == cfr_emulator.base_url
+
+
+@pytest.mark.parametrize("boundary", ["xyz-1", '"xyz-1"'])
+def test_multipart_parser_reads_what_clients_send(boundary: str) -> None:
+    from ncp_cfr.testing.rules import parse_multipart
+
+    body = (
+        b'--xyz-1\r\nContent-Disposition: form-data; name="image"; filename="my \\"a\\".jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\nDATA\r\n--xyz-1\r\n"
+        b'Content-Disposition: form-data; name="note"\r\n\r\nhello\r\n--xyz-1--\r\n'
+    )
+    parts = parse_multipart(f"multipart/form-data; boundary={boundary}", body)
+    assert parts["image"] == ('my "a".jpg', "image/jpeg", b"DATA")
+    assert parts["note"] == (None, None, b"hello")
+    assert parse_multipart("application/json", body) == {}
+    assert parse_multipart("multipart/form-data", body) == {}  # no boundary: nothing to split on
