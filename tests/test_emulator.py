@@ -199,3 +199,12 @@ def test_multipart_parser_reads_what_clients_send(boundary: str) -> None:
     assert parts["note"] == (None, None, b"hello")
     assert parse_multipart("application/json", body) == {}
     assert parse_multipart("multipart/form-data", body) == {}  # no boundary: nothing to split on
+
+
+def test_a_truncated_jpeg_is_found_without_a_detector(emu: Emulator, hopper_bytes: bytes) -> None:
+    # The emulator proves decodability at reduced scale; truncation must still show.
+    cut = hopper_bytes[: len(hopper_bytes) // 2]
+    response = _post(emu, files={"image": ("a.jpg", cut, "image/jpeg")})
+    assert response.status_code == 400 and response.json()["errorCode"] == "ER15"
+    whole = _post(emu, files={"image": ("a.jpg", hopper_bytes, "image/jpeg")}).json()
+    assert whole["info"]["size"] == {"width": 512, "height": 600}  # the real size, not 1/8

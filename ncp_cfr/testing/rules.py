@@ -423,18 +423,22 @@ class Rules:
             return self._error(*cfr_error("ER02"))
         if len(data) > MAX_IMAGE_BYTES:
             return self._error(*cfr_error("ER04"))
-        decoded = self._decode(data, record)
+        finder = self.detector if endpoint is Endpoint.FACE else self.recognizer
+        decoded = self._decode(data, record, need_pixels=finder is not None)
         if isinstance(decoded, Answer):
             return decoded
         reply = self._take(self._replies, endpoint, record)
         if reply is not None:
             body = reply.body
             if reply.fill_info and reply.status == 200:
-                body = self._fill_info(body, decoded)
+                body = self._fill_info(body, record)
             return Answer(reply.status, body, reply.headers, reply.delay, reply.drop)
-        return self._default(endpoint, decoded)
+        return self._default(endpoint, decoded, record)
 
-    def _decode(self, data: bytes, record: RecordedRequest) -> Image.Image | Answer:
+    def _decode(
+        self, data: bytes, record: RecordedRequest, need_pixels: bool
+    ) -> Image.Image | Answer:
+        """The uploaded image, checked as the service checks it (``need_pixels``: full size)."""
         record.format = _sniff(data)
         if record.format is None:
             return self._error(*cfr_error("ER11"))
@@ -442,15 +446,21 @@ class Rules:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
+                record.width, record.height = img.size
+                if not need_pixels and img.format == "JPEG":
+                    # Only proving the data decodes: at 1/8 scale libjpeg still reads every
+                    # entropy-coded byte (truncation and corruption show) but skips most of
+                    # the inverse DCT. A detector gets the full decode.
+                    img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
                 img.load()
         except Exception:  # any decoder failure is the service's "could not analyse"
             return self._error(*cfr_error("ER15"))
-        record.width, record.height = img.size
-        if img.width < 50:
+        width, height = record.width, record.height
+        if width < 50:
             return self._error(*cfr_error("ER13"))
-        if img.height < 50:
+        if height < 50:
             return self._error(*cfr_error("ER14"))
-        if img.width >= 4 * img.height:
+        if width >= 4 * height:
             return self._error(*cfr_error("ER12"))
         return img
 
@@ -472,20 +482,21 @@ class Rules:
         return Answer(status, _json(body), {"Content-Type": "application/json;charset=UTF-8"})
 
     @staticmethod
-    def _fill_info(body: bytes, img: Image.Image) -> bytes:
+    def _fill_info(body: bytes, record: RecordedRequest) -> bytes:
         payload = json.loads(body)
         faces = payload.get("faces", [])
-        payload["info"] = {
-            "size": {"width": img.width, "height": img.height},
-            "faceCount": len(faces),
-        }
-        return _json({"info": payload["info"], "faces": faces})
+        size = {"width": record.width, "height": record.height}
+        return _json({"info": {"size": size, "faceCount": len(faces)}, "faces": faces})
 
-    def _default(self, endpoint: Endpoint, img: Image.Image) -> Answer:
+    def _default(self, endpoint: Endpoint, img: Image.Image, record: RecordedRequest) -> Answer:
+        # ``img`` is at full size only when there is a finder to look at it (see _decode).
         finder = self.detector if endpoint is Endpoint.FACE else self.recognizer
         faces = finder(img) if finder is not None else []
         payload = {
-            "info": {"size": {"width": img.width, "height": img.height}, "faceCount": len(faces)},
+            "info": {
+                "size": {"width": record.width, "height": record.height},
+                "faceCount": len(faces),
+            },
             "faces": faces,
         }
         # What we send must be what the SDK parses: validate with the SDK's own models.
