@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,3 +76,25 @@ def shell(request: pytest.FixtureRequest, emu: Emulator) -> Runner:
 
     run.kind = request.param  # type: ignore[attr-defined]
     return run
+
+
+def start_standalone(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python <args>`` (a standalone emulator), read its banner, return it and its URL.
+
+    The ``NCP_CFR_*`` variables of this process are not passed on: the command's own options
+    decide the keys.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NCP_CFR_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    banner = ""
+    while "Ctrl-C" not in banner:
+        banner = process.stdout.readline()
+        if not banner:
+            process.kill()
+            raise AssertionError(process.stderr.read() if process.stderr else "no banner")
+    return process, banner

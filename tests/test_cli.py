@@ -18,6 +18,7 @@ from ncp_cfr.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from ncp_cfr.testing import Emulator, make_celebrity, make_face
 
 from .conftest import HOPPER as PHOTO
+from .conftest import start_standalone
 
 
 @pytest.fixture
@@ -152,20 +153,12 @@ def test_module_entry_point_and_version() -> None:
 
 
 def test_emulator_command_serves_any_http_client_and_hides_the_secret(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NCP_CFR_")}
-    env["PYTHONUNBUFFERED"] = "1"
     secret = "fake-secret-from-the-command-line"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ncp_cfr", "emulator", "--port", "0", "--detector", "none",
-         "--client-id", "fake-id", "--client-secret", secret],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    process, banner = start_standalone(
+        ["-m", "ncp_cfr", "emulator", "--port", "0", "--detector", "none",
+         "--client-id", "fake-id", "--client-secret", secret]
     )  # fmt: skip
     try:
-        assert process.stdout is not None
-        banner = ""
-        while "Ctrl-C" not in banner:
-            banner = process.stdout.readline()
-            assert banner, process.stderr.read() if process.stderr else ""
         assert secret not in banner
         url = banner.split("NCP_CFR_BASE_URL=")[1].split()[0]
         keys = {"X-NCP-APIGW-API-KEY-ID": "fake-id", "X-NCP-APIGW-API-KEY": secret}

@@ -8,7 +8,6 @@ rotated or pasted.
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from ncp_cfr.testing.detector import (
 )
 from ncp_cfr.testing.gallery import Gallery
 from ncp_cfr.testing.standalone import serve
+
+from .conftest import start_standalone
 
 ROOT = Path(__file__).parent.parent
 HOPPER = ROOT / "ncp_cfr" / "data" / "grace_hopper.jpg"  # 512x600
@@ -473,19 +474,8 @@ def test_standalone_server_with_detector_and_gallery(detector: FaceDetector) -> 
 
 def test_standalone_server_stops_cleanly_on_ctrl_c() -> None:
     code = "from ncp_cfr.testing.standalone import serve; serve(port=0, detector=None)"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("NCP_CFR_CLIENT_ID", None)
-    env.pop("NCP_CFR_CLIENT_SECRET", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env,
-    )  # fmt: skip
+    process, banner = start_standalone(["-c", code])
     try:
-        assert process.stdout is not None
-        banner = ""
-        while "Ctrl-C" not in banner:
-            banner = process.stdout.readline()
-            assert banner, process.stderr.read() if process.stderr else ""
         url = banner.split("NCP_CFR_BASE_URL=")[1].split()[0]
         assert post(url, HOPPER.read_bytes(), "fake-client-id", "fake-client-secret").is_success
         process.send_signal(signal.SIGINT)

@@ -17,6 +17,7 @@ from ncp_cfr import draw, fonts
 from ncp_cfr.draw import blur_faces, crop_faces, draw_faces, face_label
 from ncp_cfr.errors import ImageError
 from ncp_cfr.models import Analysis, CelebrityResult, Face, FaceResult
+from ncp_cfr.testing import frontal_landmarks
 
 GRAY = (128, 128, 128)
 RED = (255, 0, 0)
@@ -24,18 +25,7 @@ ROI = {"x": 100, "y": 80, "width": 120, "height": 140}
 
 
 def landmark_for(roi: dict[str, int]) -> dict[str, dict[str, int]]:
-    x, y, w, h = roi["x"], roi["y"], roi["width"], roi["height"]
-
-    def at(fx: float, fy: float) -> dict[str, int]:
-        return {"x": round(x + fx * w), "y": round(y + fy * h)}
-
-    return {
-        "leftEye": at(0.3, 0.35),
-        "rightEye": at(0.7, 0.35),
-        "nose": at(0.5, 0.55),
-        "leftMouth": at(0.35, 0.75),
-        "rightMouth": at(0.65, 0.75),
-    }
+    return frontal_landmarks(roi["x"], roi["y"], roi["width"], roi["height"])
 
 
 def face_json(roi: dict[str, int] = ROI, *, landmarks: bool = True, **extra: Any) -> dict[str, Any]:
