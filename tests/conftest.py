@@ -51,6 +51,23 @@ def jpeg_bytes(
     return buf.getvalue()
 
 
+#: The face of the contract's face example (cfr-api.md §2), as the service sends it.
+CONTRACT_FACE: dict[str, Any] = {
+    "roi": {"x": 235, "y": 227, "width": 326, "height": 326},
+    "landmark": {
+        "leftEye": {"x": 311, "y": 289},
+        "rightEye": {"x": 425, "y": 287},
+        "nose": {"x": 308, "y": 346},
+        "leftMouth": {"x": 306, "y": 425},
+        "rightMouth": {"x": 383, "y": 429},
+    },
+    "gender": {"value": "male", "confidence": 0.91465},
+    "age": {"value": "22~26", "confidence": 0.742265},
+    "emotion": {"value": "smile", "confidence": 0.460465},
+    "pose": {"value": "frontal_face", "confidence": 0.937789},
+}
+
+
 Runner = Callable[..., Any]
 
 

@@ -10,21 +10,10 @@ import pytest
 from ncp_cfr.display import display_width, result_html, result_rows, result_table
 from ncp_cfr.models import Analysis, CelebrityResult, FaceResult
 
+from .conftest import CONTRACT_FACE
+
 INFO = {"size": {"width": 640, "height": 480}, "faceCount": 2}
-FACE: dict[str, Any] = {
-    "roi": {"x": 235, "y": 227, "width": 326, "height": 326},
-    "landmark": {
-        "leftEye": {"x": 311, "y": 289},
-        "rightEye": {"x": 425, "y": 287},
-        "nose": {"x": 308, "y": 346},
-        "leftMouth": {"x": 306, "y": 425},
-        "rightMouth": {"x": 383, "y": 429},
-    },
-    "gender": {"value": "male", "confidence": 0.91465},
-    "age": {"value": "22~26", "confidence": 0.742265},
-    "emotion": {"value": "smile", "confidence": 0.460465},
-    "pose": {"value": "frontal_face", "confidence": 0.937789},
-}
+FACE: dict[str, Any] = CONTRACT_FACE
 SIDE_FACE: dict[str, Any] = {
     "roi": {"x": 80, "y": 45, "width": 61, "height": 61},
     "landmark": None,

@@ -14,24 +14,11 @@ from ncp_cfr import (
     PoseValue,
 )
 
+from .conftest import CONTRACT_FACE
+
 FACE_DOC = {
     "info": {"size": {"width": 900, "height": 1349}, "faceCount": 1},
-    "faces": [
-        {
-            "roi": {"x": 235, "y": 227, "width": 326, "height": 326},
-            "landmark": {
-                "leftEye": {"x": 311, "y": 289},
-                "rightEye": {"x": 425, "y": 287},
-                "nose": {"x": 308, "y": 346},
-                "leftMouth": {"x": 306, "y": 425},
-                "rightMouth": {"x": 383, "y": 429},
-            },
-            "gender": {"value": "male", "confidence": 0.91465},
-            "age": {"value": "22~26", "confidence": 0.742265},
-            "emotion": {"value": "smile", "confidence": 0.460465},
-            "pose": {"value": "frontal_face", "confidence": 0.937789},
-        }
-    ],
+    "faces": [CONTRACT_FACE],
 }
 FACE_NULL_LANDMARK = json.loads(
     '{"info":{"size":{"width":264,"height":200},"faceCount":1},"faces":[{"roi":{"x":80,"y":45,'
