@@ -1,8 +1,11 @@
-"""The exception tree: everything ``ncp_cfr`` raises is a :class:`CFRError`.
+"""The exception tree: everything ``ncp_cfr`` raises is a [`CFRError`][ncp_cfr.CFRError].
 
 ```
 CFRError
+├── InvalidArgumentError (also ValueError, TypeError)
+│                                         an argument the caller passed is wrong; nothing was sent
 ├── ImageError (also ValueError)          the image could not be prepared; nothing was sent
+├── FontError (also ValueError)           a font given explicitly could not be loaded
 ├── APIConnectionError                    no answer: connection refused, reset, DNS, TLS ...
 │   └── APITimeoutError                   no answer in time
 └── APIError                              the service answered with an error
@@ -12,9 +15,10 @@ CFRError
     ├── BadRequestError                   ER01-ER03, gateway 100, other 4xx
     │   └── InvalidImageError             ER11-ER15
     │       └── ImageTooLargeError        ER04, gateway 430, HTTP 413
-    ├── QuotaExceededError                gateway 400: the customer's quota, waiting does not help
+    ├── QuotaExceededError                gateway 400, legacy 010: a quota, waiting does not help
     ├── RateLimitError                    gateway 410/420, other 429 (retried)
-    └── ServerError                       ER21/22/92/99, 5xx, unreadable bodies (retried)
+    └── ServerError                       ER21/22/92/99, 5xx, unreadable or oversized answers
+                                          (retried)
 ```
 
 Messages never contain credentials: the only text an error carries is what the service sent in its
@@ -30,8 +34,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CFRError",
+    "FontError",
     "ImageError",
     "ImageTooLargeError",
+    "InvalidArgumentError",
     "InvalidImageError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -45,8 +51,20 @@ class CFRError(Exception):
     """Base class of every exception raised by ``ncp_cfr``."""
 
 
+class InvalidArgumentError(CFRError, ValueError, TypeError):
+    """An argument is out of range, unknown or of the wrong type. Raised before anything is sent.
+
+    It is also a ``ValueError`` and a ``TypeError``, so code written to catch the built-in
+    exceptions keeps working; the message names the argument, what it got and what it takes.
+    """
+
+
 class ImageError(CFRError, ValueError):
     """An image could not be read or prepared for upload. Raised before anything is sent."""
+
+
+class FontError(CFRError, ValueError):
+    """A font given explicitly (``font=`` or ``NCP_CFR_FONT``) could not be loaded."""
 
 
 class APIConnectionError(CFRError):
@@ -74,6 +92,9 @@ class APIError(CFRError):
         details: the gateway's ``details`` text, when it sent one.
         request_id: the request id header of the answer, when there was one.
         body: the raw response body, decoded as text (truncated to 2,000 characters).
+        code_kind: where ``code`` comes from: ``"cfr"`` (the CFR service's ``ER..`` codes),
+            ``"gateway"`` (the NCP API gateway), ``"legacy"`` (the NAVER Developers channel), or
+            ``None``. It only labels the code in the message: "HTTP 401, gateway code 200: ...".
     """
 
     def __init__(
@@ -86,6 +107,7 @@ class APIError(CFRError):
         request_id: str | None = None,
         body: str | None = None,
         hint: str | None = None,
+        code_kind: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.code = code
@@ -94,12 +116,14 @@ class APIError(CFRError):
         self.request_id = request_id
         self.body = body
         self.hint = hint
+        self.code_kind = code_kind
         super().__init__(self._text())
 
     def _text(self) -> str:
         head = f"HTTP {self.status_code}"
         if self.code is not None:
-            head += f" {self.code}"
+            kind = self.code_kind or ("cfr" if self.code.startswith("ER") else None)
+            head += f", {_CODE_LABELS.get(kind or '', 'code')} {self.code}"
         text = f"{head}: {self.message}"
         if self.details:
             text += f" ({self.details})"
@@ -112,6 +136,9 @@ class APIError(CFRError):
     def __reduce__(self):  # type: ignore[no-untyped-def]
         # Keyword-only constructor: teach pickle (multiprocessing, pytest-xdist) to rebuild it.
         return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+_CODE_LABELS = {"cfr": "CFR code", "gateway": "gateway code", "legacy": "legacy code"}
 
 
 def _rebuild(cls: type[APIError], text: str, state: dict[str, object]) -> APIError:

@@ -1,8 +1,9 @@
 """The CFR protocol as pure code: settings, requests, responses, errors and retries.
 
 Nothing here touches a socket, a clock or an event loop. The sync and async clients
-(:mod:`ncp_cfr.client`) drive a :class:`Call` and only differ in how they send and sleep, so every
-decision about what to send, what an answer means and whether to try again is made once, here.
+([`ncp_cfr.client`][ncp_cfr.client]) drive a [`Call`][ncp_cfr.protocol.Call] and only differ in how
+they send and sleep, so every decision about what to send, what an answer means and whether to try
+again is made once, here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import logging
 import os
 import random
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,10 +27,12 @@ from ncp_cfr._version import __version__
 from ncp_cfr.errors import (
     APIConnectionError,
     APIError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     CFRError,
     ImageTooLargeError,
+    InvalidArgumentError,
     InvalidImageError,
     NotFoundError,
     PermissionDeniedError,
@@ -46,6 +51,8 @@ __all__ = [
     "ENV_BASE_URL",
     "ENV_CLIENT_ID",
     "ENV_CLIENT_SECRET",
+    "MAX_ANSWER_BYTES",
+    "AnswerReader",
     "Call",
     "Done",
     "Endpoint",
@@ -53,6 +60,7 @@ __all__ = [
     "Request",
     "Retry",
     "Settings",
+    "attempt_timeout_error",
     "build_request",
     "error_from_response",
     "map_to_caller",
@@ -75,6 +83,16 @@ DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 DEFAULT_MAX_RETRIES: Final = 2
 #: A ``Retry-After`` longer than this is not waited for: the error is raised instead.
 MAX_RETRY_AFTER: Final = 60.0
+MAX_ANSWER_BYTES: Final = 10_000_000
+"""The most bytes of an answer the client reads, after decompression: 10 MB.
+
+CFR answers are a few kilobytes (a JSON document per image). An answer past this is not from the
+service (a misconfigured ``base_url``, a proxy's error page gone wrong, a hostile server): reading
+stops there and the call fails with a [`ServerError`][ncp_cfr.ServerError] instead of filling
+memory.
+"""
+#: The content codings the client asks for; it decodes them itself, within MAX_ANSWER_BYTES.
+ACCEPT_ENCODING: Final = "gzip, deflate"
 _BACKOFF_BASE = 0.5
 _BACKOFF_MAX = 8.0
 
@@ -119,12 +137,19 @@ class Settings:
     default_headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Settings may be built directly: normalise here too, so no path ever gets "//".
+        if isinstance(self.base_url, str):
+            object.__setattr__(self, "base_url", _normalise_base_url(self.base_url))
         _check_positive("timeout", self.timeout)
         _check_positive("connect_timeout", self.connect_timeout)
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise CFRError(f"max_retries must be a whole number >= 0, got {self.max_retries!r}")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise CFRError(
+            raise InvalidArgumentError(
+                f"max_retries must be a whole number >= 0, got {self.max_retries!r}"
+            )
+        if not isinstance(self.base_url, str) or not self.base_url.startswith(
+            ("http://", "https://")
+        ):
+            raise InvalidArgumentError(
                 f"base_url must start with http:// or https://, got {self.base_url!r}; "
                 f"the service's is {DEFAULT_BASE_URL}"
             )
@@ -136,17 +161,18 @@ class Settings:
         return replace(self, **changes)
 
     def url(self, endpoint: Endpoint) -> str:
-        return self.base_url + endpoint.path
+        """The URL of ``endpoint``: the base URL's path prefix (if any) is kept."""
+        return self.base_url.rstrip("/") + endpoint.path
 
 
 def _check_positive(name: str, value: object) -> None:
     if value is None:
-        raise CFRError(
+        raise InvalidArgumentError(
             f"{name}=None would let a request wait forever; pass a number of seconds "
             f"(the default is {DEFAULT_TIMEOUT if name == 'timeout' else DEFAULT_CONNECT_TIMEOUT})"
         )
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise CFRError(f"{name} must be a positive number of seconds, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 def _normalise_base_url(url: str) -> str:
@@ -218,6 +244,7 @@ def build_request(settings: Settings, endpoint: Endpoint, prepared: PreparedImag
     headers = {
         "User-Agent": USER_AGENT,
         "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,
         **settings.default_headers,
         HEADER_KEY_ID: settings.client_id,
         HEADER_KEY: settings.client_secret,
@@ -271,7 +298,11 @@ _GATEWAY_CODES: dict[str, type[APIError]] = {
     "530": ServerError,
     "900": ServerError,
 }
-_LEGACY_CODES: dict[str, type[APIError]] = {"024": AuthenticationError}
+_LEGACY_CODES: dict[str, type[APIError]] = {
+    "024": AuthenticationError,
+    # The legacy channel's daily limit: a quota, not a burst, so waiting seconds does not help.
+    "010": QuotaExceededError,
+}
 
 _HINTS: dict[type[APIError], str] = {
     AuthenticationError: (
@@ -299,6 +330,10 @@ _CODE_HINTS: dict[str, str] = {
     "ER13": "The image must be at least 50 px wide; the SDK upscales small images it prepares",
     "ER14": "The image must be at least 50 px high; the SDK upscales small images it prepares",
     "ER15": "The service could not analyse this image; try a clearer or larger photo",
+    "010": (
+        "The legacy NAVER Developers channel allows a fixed number of calls a day: wait for the "
+        "next day or use the NCP API gateway. Retrying does not help"
+    ),
 }
 
 
@@ -340,6 +375,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     message: str | None = None
     details: str | None = None
     cls: type[APIError] | None = None
+    code_kind: str | None = None
     try:
         payload: Any = json.loads(text) if text.strip() else None
     except ValueError:
@@ -351,10 +387,13 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
             message = _text_or_none(gateway.get("message"))
             details = _text_or_none(gateway.get("details"))
             cls = _GATEWAY_CODES.get(code or "")
+            code_kind = "gateway"
         elif "errorCode" in payload or "errorMessage" in payload:
             code = _text_or_none(payload.get("errorCode"))
             message = _text_or_none(payload.get("errorMessage"))
             cls = _CFR_CODES.get(code or "") or _LEGACY_CODES.get(code or "")
+            if code is not None:
+                code_kind = "cfr" if code.upper().startswith("ER") else "legacy"
     if message is None:
         content_type = _header(headers, "content-type") or "no content type"
         message = (
@@ -367,7 +406,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     hint = _CODE_HINTS.get(code or "") or _HINTS.get(cls)
     if cls is NotFoundError or status in (301, 302, 307, 308):
         hint = _HINTS[NotFoundError]
-    request_id = next((v for h in _REQUEST_ID_HEADERS if (v := _header(headers, h))), None)
+    request_id = _request_id(headers)
     return cls(
         message,
         status_code=status,
@@ -376,6 +415,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
         request_id=request_id,
         body=text[:_BODY_LIMIT],
         hint=hint,
+        code_kind=code_kind,
     )
 
 
@@ -390,7 +430,9 @@ _RESULT_TYPES: dict[Endpoint, type[FaceResult] | type[CelebrityResult]] = {
 def parse_result(
     endpoint: Endpoint, status: int, headers: Mapping[str, str], body: bytes
 ) -> Result:
-    """Parse a 200 answer. An unreadable one is a :class:`ServerError` (and so is retried)."""
+    """Parse a 200 answer. An unreadable one is a [`ServerError`][ncp_cfr.ServerError] (and so is
+    retried).
+    """
     try:
         # Straight from bytes to models (pydantic parses the JSON itself): no dict in between.
         result = _RESULT_TYPES[endpoint].model_validate_json(body)
@@ -417,8 +459,8 @@ def map_to_caller(result: ResultT, prepared: PreparedImage) -> ResultT:
 
     The service answers in the uploaded image's pixels; the caller wants the pixels of the image
     they passed (upright for files). ``prepared.transform`` says how the two relate. ``result``
-    must be freshly parsed (:func:`parse_result`): its ``raw`` JSON is a separate object and
-    keeps the service's own numbers.
+    must be freshly parsed ([`parse_result`][ncp_cfr.protocol.parse_result]): its ``raw`` JSON is a
+    separate object and keeps the service's own numbers.
     """
     result.info.size.width = prepared.source_width
     result.info.size.height = prepared.source_height
@@ -448,6 +490,128 @@ def _map_faces(result: FaceResult, prepared: PreparedImage) -> None:
             for name, point in face.landmark.points().items():
                 x, y = transform.to_source(point.x, point.y)
                 setattr(face.landmark, name, Point(x=round(x), y=round(y)))
+
+
+# --- reading an answer ----------------------------------------------------------------------------
+
+
+class AnswerReader:
+    """Collects an answer's body as it arrives, decoding it and stopping at a size cap.
+
+    Both shells feed it the raw bytes off the wire (``iter_raw``), so the cap holds for what
+    the server sent and for what it decompresses to: a gzip bomb is decoded at most
+    ``limit + 1`` bytes at a time and abandoned at the cap. ``gzip`` and ``deflate`` (what the
+    client asks for) are decoded; any other coding is an answer that could not be decoded.
+    ``decoded=True`` is for a body the HTTP library already read and decoded (an in-memory
+    transport): only the cap is checked.
+
+    Raises:
+        ServerError: the answer is larger than ``limit`` or could not be decoded.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        url: str = "",
+        limit: int = MAX_ANSWER_BYTES,
+        decoded: bool = False,
+    ) -> None:
+        self.status = status
+        self._headers = headers
+        self._url = url
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._fresh = True
+        length = (_header(headers, "content-length") or "").strip()
+        if length.isdigit() and int(length) > limit:
+            raise self._too_large(f"it announced {int(length):,} bytes")
+        coding = "" if decoded else (_header(headers, "content-encoding") or "").strip().lower()
+        self._coding = "" if coding == "identity" else coding
+        self._decoder: Any = None
+        if self._coding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self._coding == "deflate":
+            self._decoder = zlib.decompressobj()
+        elif self._coding:
+            raise self._undecodable(f"Content-Encoding {coding!r}, which the client never asks for")
+
+    def feed(self, chunk: bytes) -> None:
+        """Add the next raw bytes of the body."""
+        if self._decoder is None:
+            self._add(chunk)
+            return
+        data = chunk
+        while data:
+            try:
+                # Small steps, never past the cap (the byte after it fails the answer): a bomb
+                # never has more than the cap and one step in memory.
+                step = min(self._limit - self._size + 1, _DECODE_STEP)
+                out = self._decoder.decompress(data, step)
+            except zlib.error as exc:
+                if self._coding == "deflate" and self._fresh:
+                    # Servers send "deflate" both zlib-wrapped and raw: try raw once.
+                    self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self._fresh = False
+                    continue
+                raise self._undecodable(f"{self._coding}: {exc}") from None
+            self._fresh = False
+            self._add(out)
+            data = self._decoder.unconsumed_tail
+
+    def body(self) -> bytes:
+        """The whole decoded body, once the last chunk was fed."""
+        if self._decoder is not None:
+            if not self._decoder.eof and (self._size or not self._fresh):
+                raise self._undecodable(f"the {self._coding} stream ends early")
+            self._add(self._decoder.flush())
+        return b"".join(self._chunks)
+
+    def _add(self, data: bytes) -> None:
+        if not data:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._chunks.clear()
+            raise self._too_large("reading stopped there")
+        self._chunks.append(data)
+
+    def _too_large(self, what: str) -> ServerError:
+        return ServerError(
+            f"the answer{self._from()} is larger than {self._limit:,} bytes ({what}), larger than "
+            "any CFR answer: check that base_url points at the CFR service",
+            status_code=self.status,
+            request_id=_request_id(self._headers),
+        )
+
+    def _undecodable(self, why: str) -> ServerError:
+        return ServerError(
+            f"the answer{self._from()} could not be decoded ({why})",
+            status_code=self.status,
+            request_id=_request_id(self._headers),
+        )
+
+    def _from(self) -> str:
+        return f" from {self._url}" if self._url else ""
+
+
+_DECODE_STEP = 1 << 16
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    return next((v for h in _REQUEST_ID_HEADERS if (v := _header(headers, h))), None)
+
+
+def attempt_timeout_error(url: str, timeout: float, what: str = "") -> APITimeoutError:
+    """The error of one attempt that ran out of time (``what`` names the phase, if known)."""
+    detail = f" ({what})" if what else ""
+    return APITimeoutError(
+        f"no answer from {url} within timeout={timeout:g} s{detail}; raise timeout= or check "
+        "the network",
+        url=url,
+    )
 
 
 # --- retries -------------------------------------------------------------------------------------
@@ -491,7 +655,7 @@ class Done:
 
 @dataclass(frozen=True)
 class Retry:
-    """Sleep ``delay`` seconds, then send :meth:`Call.request` again."""
+    """Sleep ``delay`` seconds, then send [`Call.request`][ncp_cfr.protocol.Call.request] again."""
 
     delay: float
     error: CFRError
@@ -510,9 +674,11 @@ Outcome = Union[Done, Retry, Fail]
 class Call:
     """One logical call (with its retries) as a state machine over plain values.
 
-    A shell loops: send :meth:`request`; feed the answer to :meth:`on_response` (or a transport
-    failure to :meth:`on_transport_error`); on :class:`Retry` sleep and loop, on :class:`Done`
-    return, on :class:`Fail` raise.
+    A shell loops: send [`request`][ncp_cfr.protocol.Call.request]; feed the answer to
+    [`on_response`][ncp_cfr.protocol.Call.on_response] (or a transport failure to
+    [`on_transport_error`][ncp_cfr.protocol.Call.on_transport_error]); on
+    [`Retry`][ncp_cfr.protocol.Retry] sleep and loop, on [`Done`][ncp_cfr.protocol.Done] return, on
+    [`Fail`][ncp_cfr.protocol.Fail] raise.
     """
 
     def __init__(
@@ -523,6 +689,7 @@ class Call:
         *,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
@@ -530,11 +697,15 @@ class Call:
         self.attempt = 0
         self._rng = rng
         self._clock = clock
+        self._monotonic = monotonic
+        self._started: float | None = None
         self._request = build_request(settings, endpoint, prepared)
 
     def request(self) -> Request:
         """The request to send for the next attempt."""
         self.attempt += 1
+        if self._started is None:
+            self._started = self._monotonic()
         if log.isEnabledFor(logging.DEBUG):  # redacting and formatting cost more than the call
             self._log_request()
         return self._request
@@ -570,13 +741,21 @@ class Call:
             return Done(map_to_caller(result, self.prepared))
         return self._after_failure(error_from_response(status, headers, body), headers)
 
-    def on_transport_error(self, error: APIConnectionError) -> Outcome:
-        """Decide what a connection failure or timeout means."""
+    def on_transport_error(self, error: APIConnectionError | ServerError) -> Outcome:
+        """Decide what a failed attempt without a usable answer means.
+
+        ``error`` is a connection failure or timeout, or a [`ServerError`][ncp_cfr.ServerError]
+        for an answer that could not be read (too large, undecodable).
+        """
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("attempt %d of %s failed: %s", self.attempt, self.endpoint.value, error)
         return self._after_failure(error, {})
 
     def _after_failure(self, error: CFRError, headers: Mapping[str, str]) -> Outcome:
-        if not is_retryable(error) or self.attempt > self.settings.max_retries:
+        if not is_retryable(error):
             return Fail(error)
+        if self.attempt > self.settings.max_retries:
+            return Fail(self._summary(error))
         delay = backoff(self.attempt, self._rng)
         asked = _retry_after(headers, self._clock())
         if asked is not None:
@@ -589,12 +768,28 @@ class Call:
                 )
                 return Fail(error)
             delay = asked
-        log.info(
-            "retrying %s in %.2f s (attempt %d of %d) after: %s",
+        # WARNING: a retry costs the caller time (up to a timeout each); it must not be silent.
+        log.warning(
+            "%s: attempt %d of %d failed: %s; retrying in %.1f s",
             self.endpoint.value,
-            delay,
-            self.attempt + 1,
+            self.attempt,
             self.settings.max_retries + 1,
             error,
+            delay,
         )
         return Retry(delay, error)
+
+    def _summary(self, error: CFRError) -> CFRError:
+        """The last error of a call that got no answer, saying what the attempts cost."""
+        if not isinstance(error, APIConnectionError):
+            return error
+        elapsed = self._monotonic() - (self._started or self._monotonic())
+        tried = f"{self.attempt} attempt{'s' if self.attempt != 1 else ''} over {elapsed:.1f} s"
+        url = error.url or self._request.url
+        if isinstance(error, APITimeoutError):
+            return APITimeoutError(
+                f"no answer from {url} in {tried} (timeout={self.settings.timeout:g} s per "
+                "attempt); raise timeout= or check the network",
+                url=url,
+            )
+        return type(error)(f"{error.message} ({tried})", url=error.url)

@@ -35,6 +35,7 @@ from ncp_cfr import (
     Transform,
     __version__,
 )
+from ncp_cfr.protocol import Endpoint, Settings
 from ncp_cfr.testing import FAKE_CLIENT_SECRET, Emulator, make_celebrity, make_face
 
 from .conftest import Runner, jpeg_bytes
@@ -153,6 +154,38 @@ def test_full_endpoint_url_as_base_url_is_accepted(emu: Emulator, hopper_bytes: 
         c.detect_faces(hopper_bytes)
 
 
+@pytest.mark.parametrize(
+    ("base_url", "sent_to"),
+    [
+        ("https://host", "https://host/vision/v1/face"),
+        ("https://host/", "https://host/vision/v1/face"),
+        ("https://host///", "https://host/vision/v1/face"),
+        ("https://proxy/cfr/", "https://proxy/cfr/vision/v1/face"),
+        ("https://proxy/cfr//", "https://proxy/cfr/vision/v1/face"),
+        ("http://127.0.0.1:8080/a/b/", "http://127.0.0.1:8080/a/b/vision/v1/face"),
+    ],
+)
+def test_base_url_and_path_are_joined_with_one_slash(
+    base_url: str, sent_to: str, hopper_bytes: bytes
+) -> None:
+    # Regression: "https://host/" sent to "https://host//vision/v1/face".
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"info": {"size": {"width": 1, "height": 1},
+                                                  "faceCount": 0}, "faces": []})  # fmt: skip
+
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    with Client("fake-id", "fake-secret", base_url=base_url, http_client=http) as client:
+        client.detect_faces(hopper_bytes)
+        client.with_options(base_url=base_url).detect_faces(hopper_bytes)
+    assert seen == [sent_to, sent_to]
+    settings = Settings(client_id="fake-id", client_secret="fake-secret", base_url=base_url)
+    assert settings.url(Endpoint.FACE) == sent_to
+    http.close()
+
+
 @pytest.mark.parametrize("bad", [None, 0, -1, "30"])
 def test_timeout_none_or_nonsense_is_refused(bad: object) -> None:
     with pytest.raises(CFRError, match="timeout"):
@@ -229,6 +262,7 @@ def test_wrong_keys_raise_authentication_error_without_retry(
         ("300", NotFoundError),
         ("400", QuotaExceededError),
         ("legacy:024", AuthenticationError),
+        ("legacy:010", QuotaExceededError),  # regression: was a retried RateLimitError
     ],
 )
 def test_permanent_errors_are_raised_at_once(
@@ -314,17 +348,18 @@ def test_retry_after_beyond_the_cap_is_not_waited_for(
     assert emu.calls() == 1
 
 
-def test_retries_are_logged_at_info(
-    emu: Emulator, hopper_bytes: bytes, caplog: pytest.LogCaptureFixture
+def test_retries_are_logged_as_warnings(
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ncp_cfr")
-    emu.inject("ER21", retry_after=0)
-    with emu.client() as client:
-        client.detect_faces(hopper_bytes)
-    retries = [
-        r for r in caplog.records if r.levelno == logging.INFO and "retrying" in r.getMessage()
-    ]
-    assert len(retries) == 1 and "ER21" in retries[0].getMessage()
+    # Regression: retries were logged at INFO, so a slow failing call was 92 s of silence.
+    caplog.set_level(logging.WARNING, logger="ncp_cfr")
+    emu.inject("ER21", retry_after=0.1, times=2)
+    shell("detect_faces", hopper_bytes, max_retries=2)
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert [r.levelno for r in retries] == [logging.WARNING] * 2
+    first, second = (r.getMessage() for r in retries)
+    assert "ER21" in first and "attempt 1 of 3" in first and "retrying in 0.1 s" in first
+    assert "attempt 2 of 3" in second
 
 
 def test_slow_answer_times_out_and_is_retried(
@@ -332,10 +367,14 @@ def test_slow_answer_times_out_and_is_retried(
 ) -> None:
     emu.inject(delay=3.0, times=None)
     start = time.monotonic()
-    with pytest.raises(APITimeoutError):
+    with pytest.raises(APITimeoutError) as info:
         shell("detect_faces", hopper_bytes, timeout=0.4, max_retries=1)
     assert time.monotonic() - start < 3.0
     assert emu.calls() == 2
+    # Regression: the final message says what the call cost, not just "did not answer".
+    assert "in 2 attempts over " in str(info.value) and "timeout=0.4 s per attempt" in str(
+        info.value
+    )
 
 
 def test_a_slow_answer_within_the_timeout_succeeds(

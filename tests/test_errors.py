@@ -158,3 +158,37 @@ def test_every_api_error_is_a_cfr_error() -> None:
 
     assert issubclass(APIError, CFRError)
     assert issubclass(ImageError, ValueError) and issubclass(ImageError, CFRError)
+
+
+def test_legacy_daily_limit_is_a_quota_never_retried() -> None:
+    # Regression: legacy 010 (HTTP 429) fell back to the status and became a retried RateLimitError.
+    status, body = legacy_error("010")
+    error = error_from_response(status, {}, _encode(body))
+    assert type(error) is QuotaExceededError and not is_retryable(error)
+    assert error.code == "010" and "Retrying does not help" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "head"),
+    [
+        (gateway_error, "200", "HTTP 401, gateway code 200: Authentication Failed"),
+        (gateway_error, "410", "HTTP 429, gateway code 410: "),
+        (cfr_error, "ER04", "HTTP 400, CFR code ER04: "),
+        (legacy_error, "024", "HTTP 401, legacy code 024: Authentication failed"),
+        (legacy_error, "010", "HTTP 429, legacy code 010: "),
+    ],
+)
+def test_messages_say_which_kind_of_code(make: object, code: str, head: str) -> None:
+    # Regression: "HTTP 401 200" read as two statuses.
+    status, body = make(code)  # type: ignore[operator]
+    error = error_from_response(status, {}, _encode(body))
+    assert str(error).startswith(head)
+    assert pickle.loads(pickle.dumps(error)).code_kind == error.code_kind
+
+
+def test_errors_built_by_hand_label_their_code() -> None:
+    assert str(ServerError("busy", status_code=400, code="ER22")).startswith(
+        "HTTP 400, CFR code ER22: busy"
+    )
+    assert str(ServerError("odd", status_code=500, code="77")) == "HTTP 500, code 77: odd"
+    assert str(ServerError("empty", status_code=502)) == "HTTP 502: empty"
