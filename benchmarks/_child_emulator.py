@@ -17,7 +17,7 @@ from ncp_cfr.testing import Emulator, make_face
 
 def serve(latency: float, address: multiprocessing.Queue[object], stop: Event) -> None:
     """The child process: an emulator answering one face to every face call."""
-    with Emulator(latency=latency, record_images=False) as emu:
+    with Emulator(latency=latency, record_images=False, detector="none") as emu:
         emu.reply("face", faces=[make_face(40, 20, 60, 70)], times=None)
         address.put((emu.base_url, emu.client_id, emu.client_secret))
         stop.wait()
@@ -29,7 +29,7 @@ def emulator(latency: float, in_process: bool) -> Iterator[tuple[dict[str, str],
     """Client arguments for a running emulator, and (after exit) the most calls it had at once."""
     peak: list[int] = []
     if in_process:
-        with Emulator(latency=latency, record_images=False) as emu:
+        with Emulator(latency=latency, record_images=False, detector="none") as emu:
             emu.reply("face", faces=[make_face(40, 20, 60, 70)], times=None)
             yield {"client_id": emu.client_id, "client_secret": emu.client_secret,
                    "base_url": emu.base_url}, peak  # fmt: skip

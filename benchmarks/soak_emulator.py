@@ -7,10 +7,15 @@ would). Every answer must be HTTP 200 with valid JSON and the expected number of
 the server's own count (printed when it stops on SIGINT) must equal the number sent.
 
     python benchmarks/soak_emulator.py [--requests 10000] [--threads 8] [--detector]
+        [--max-workers 32] [--malloc-arena-max N] [--warm-up 0.2]
 
-Prints the server's RSS (``VmRSS``, and that of its detector worker process, if any) every
-``--sample-every`` answers, its peak RSS (``VmHWM``), and requests per second. ``--detector``
-turns the real face detector on (slower: detections are serialised; use fewer requests).
+Prints the server's RSS (``VmRSS``, and that of its detector worker process, if any) and its
+thread count every ``--sample-every`` answers, its peak RSS (``VmHWM``), and requests per second.
+``--detector`` turns the real face detector on (slower: detections are serialised; use fewer
+requests). Memory must be flat after warm-up: the run fails if RSS grows by more than
+``--max-growth`` MB between the first sample after the first ``--warm-up`` fraction of the
+requests and the last sample. ``--malloc-arena-max`` sets ``MALLOC_ARENA_MAX`` for the server (to
+tell glibc's per-thread arenas from a leak).
 """
 
 from __future__ import annotations
@@ -57,13 +62,17 @@ def children_kb(pid: int) -> int:
     return total
 
 
-def start_server(detector: bool) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    detector: bool, max_workers: int, arena_max: int | None
+) -> tuple[subprocess.Popen[str], str]:
     code = (
         "from ncp_cfr.testing.standalone import serve; "
         f"serve(port=0, client_id={KEY_ID!r}, client_secret={KEY!r}, "
-        f"detector={'auto' if detector else None!r})"
+        f"detector={'auto' if detector else 'none'!r}, max_workers={max_workers})"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if arena_max is not None:
+        env["MALLOC_ARENA_MAX"] = str(arena_max)
     process = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -85,16 +94,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--sample-every", type=int, default=1_000)
     parser.add_argument("--detector", action="store_true", help="run the real face detector")
+    parser.add_argument("--max-workers", type=int, default=32, help="the server's thread pool")
+    parser.add_argument("--malloc-arena-max", type=int, default=None)
+    parser.add_argument("--warm-up", type=float, default=0.2, help="fraction before the baseline")
+    parser.add_argument("--max-growth", type=float, default=8.0, help="MB allowed after warm-up")
     args = parser.parse_args()
 
     data = small_jpeg()
     expected_faces = 1 if args.detector else 0
-    process, url = start_server(args.detector)
+    process, url = start_server(args.detector, args.max_workers, args.malloc_arena_max)
     lock = threading.Lock()
     next_index = 0
     done = 0
     failures: list[str] = []
-    samples: list[tuple[int, int, int, float]] = []  # answers, VmRSS kB, children kB, seconds
+    # answers, VmRSS kB, children kB, seconds, threads
+    samples: list[tuple[int, int, int, float, int]] = []
     started = time.perf_counter()
 
     def take() -> bool:
@@ -128,7 +142,9 @@ def main() -> int:
                     if done % args.sample_every == 0:
                         rss = status_kb(process.pid, "VmRSS")
                         children = children_kb(process.pid)
-                        samples.append((done, rss, children, time.perf_counter() - started))
+                        threads = status_kb(process.pid, "Threads")
+                        seconds = time.perf_counter() - started
+                        samples.append((done, rss, children, seconds, threads))
 
     threads = [threading.Thread(target=worker) for _ in range(args.threads)]
     for thread in threads:
@@ -144,18 +160,27 @@ def main() -> int:
     print(f"server: {last}")
     served = int(last.split("after ")[1].split()[0]) if "stopped after" in last else -1
 
-    print(f"\n{'answers':>8}  {'VmRSS MB':>8}  {'worker MB':>9}  {'seconds':>7}")
-    for count, rss, children, seconds in samples:
-        print(f"{count:>8}  {rss / 1024:>8.1f}  {children / 1024:>9.1f}  {seconds:>7.1f}")
-    growth = (samples[-1][1] - samples[0][1]) / 1024 if len(samples) > 1 else 0.0
+    print(f"\n{'answers':>8}  {'VmRSS MB':>8}  {'worker MB':>9}  {'seconds':>7}  {'threads':>7}")
+    for count, rss, children, seconds, threads in samples:
+        mb, worker_mb = rss / 1024, children / 1024
+        print(f"{count:>8}  {mb:>8.1f}  {worker_mb:>9.1f}  {seconds:>7.1f}  {threads:>7}")
+    after_warm_up = [s for s in samples if s[0] >= args.warm_up * args.requests] or samples
+    growth = (samples[-1][1] - after_warm_up[0][1]) / 1024 if samples else 0.0
+    max_threads = max((s[4] for s in samples), default=0)
     print(
         f"\nsent {args.requests}, answered {done}, errors {len(failures)}, server counted {served}"
     )
-    print(f"peak RSS (VmHWM) {peak / 1024:.1f} MB; RSS growth after first sample {growth:+.1f} MB")
+    print(
+        f"peak RSS (VmHWM) {peak / 1024:.1f} MB; RSS growth after warm-up {growth:+.1f} MB; "
+        f"at most {max_threads} server threads"
+    )
     print(f"{done / elapsed:.0f} requests/s over {elapsed:.1f} s with {args.threads} threads")
     for problem in failures[:5]:
         print(f"  error: {problem}")
     ok = not failures and done == args.requests == served and process.returncode == 0
+    if growth > args.max_growth:
+        print(f"memory grew by {growth:.1f} MB after warm-up (more than {args.max_growth} MB)")
+        ok = False
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

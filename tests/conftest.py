@@ -29,7 +29,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator() as emulator:
+    """A scripted-only emulator: tests declare the faces they expect (no real detector)."""
+    with Emulator(detector="none") as emulator:
         yield emulator
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
+import types
+import warnings
 
 import httpx
 import pytest
@@ -163,7 +167,14 @@ def test_recording_redacts_keys_and_keeps_the_image(emu: Emulator) -> None:
 
 
 def test_in_flight_requests_are_counted(emu: Emulator) -> None:
-    emu.latency = 1.0  # long enough for all four to overlap on a loaded machine
+    # All four wait inside the emulator until the fourth has arrived: no timing assumption.
+    arrived = threading.Barrier(4, timeout=10)
+
+    def detector(image: object) -> list[dict[str, object]]:
+        arrived.wait()
+        return []
+
+    emu.rules.detector = detector
     files = {"image": ("a.jpg", jpeg_bytes(), "image/jpeg")}
     threads = [
         threading.Thread(target=_post, args=(emu,), kwargs={"files": files}) for _ in range(4)
@@ -172,6 +183,7 @@ def test_in_flight_requests_are_counted(emu: Emulator) -> None:
         t.start()
     for t in threads:
         t.join()
+    assert not arrived.broken and emu.calls() == 4
     assert emu.max_in_flight == 4
     assert emu.rules.in_flight == 0
 
@@ -208,3 +220,107 @@ def test_a_truncated_jpeg_is_found_without_a_detector(emu: Emulator, hopper_byte
     assert response.status_code == 400 and response.json()["errorCode"] == "ER15"
     whole = _post(emu, files={"image": ("a.jpg", hopper_bytes, "image/jpeg")}).json()
     assert whole["info"]["size"] == {"width": 512, "height": 600}  # the real size, not 1/8
+
+
+# -- the default detector --------------------------------------------------------------------------
+
+
+class _Unavailable(ImportError):
+    pass
+
+
+@pytest.fixture
+def fake_detector_module(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """Stands in for ``ncp_cfr.testing.detector``: counts loads; ``installed`` decides the rest."""
+    from ncp_cfr.testing import emulator as emulator_module
+
+    state = types.SimpleNamespace(loads=0, installed=True)
+
+    def load_detector(name: str = "auto") -> object:
+        state.loads += 1
+        if not state.installed:
+            raise _Unavailable('no face detector installed: pip install "ncp_cfr[emulator]"')
+        return lambda image: [make_face(10, 10, 60, 60)]
+
+    module = types.ModuleType("ncp_cfr.testing.detector")
+    module.load_detector = load_detector  # type: ignore[attr-defined]
+    module.DetectorUnavailableError = _Unavailable  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ncp_cfr.testing.detector", module)
+    monkeypatch.setattr(emulator_module, "_warned_no_detector", False)
+    return state
+
+
+def test_the_default_detects_with_the_installed_detector_loaded_on_first_use(
+    fake_detector_module: types.SimpleNamespace,
+) -> None:
+    files = {"image": ("a.jpg", jpeg_bytes((300, 200)), "image/jpeg")}
+    with Emulator() as emu:
+        assert fake_detector_module.loads == 0  # constructing and starting cost nothing
+        emu.reply("face", faces=[])  # a scenario still takes precedence ...
+        assert _post(emu, files=files).json()["faces"] == []
+        assert _post(emu, "celebrity", files=files).json()["faces"] == []
+        assert fake_detector_module.loads == 0  # ... and never loads the detector
+        assert len(_post(emu, files=files).json()["faces"]) == 1  # real detection by default
+        assert len(_post(emu, files=files).json()["faces"]) == 1
+    assert fake_detector_module.loads == 1
+
+
+@pytest.mark.parametrize("detector", ["none", None])
+def test_detector_none_is_scripted_only(
+    fake_detector_module: types.SimpleNamespace, detector: str | None
+) -> None:
+    files = {"image": ("a.jpg", jpeg_bytes((300, 200)), "image/jpeg")}
+    with Emulator(detector=detector) as emu:
+        assert _post(emu, files=files).json()["faces"] == []
+        emu.reply("face", faces=[make_face(1, 1, 60, 60)])
+        assert len(_post(emu, files=files).json()["faces"]) == 1
+    assert fake_detector_module.loads == 0
+
+
+def test_without_a_detector_the_default_answers_no_faces_and_warns_once(
+    fake_detector_module: types.SimpleNamespace,
+) -> None:
+    fake_detector_module.installed = False
+    files = {"image": ("a.jpg", jpeg_bytes((300, 200)), "image/jpeg")}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # two emulators, one warning per process
+            with Emulator() as emu:
+                assert _post(emu, files=files).json()["faces"] == []
+                assert _post(emu, files=files).json()["faces"] == []
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(messages) == 1 and 'detector="none"' in messages[0]
+    assert "pip install" in messages[0]
+
+
+def test_a_named_backend_that_is_missing_fails_at_once(
+    fake_detector_module: types.SimpleNamespace,
+) -> None:
+    fake_detector_module.installed = False
+    with pytest.raises(ImportError, match="pip install"):
+        Emulator(detector="mtcnn")
+
+
+# -- the pytest plugin -----------------------------------------------------------------------------
+
+
+def test_the_pytest_plugin_imports_nothing_heavy(tmp_path: object) -> None:
+    """Every pytest session of every user loads the plugin: it must not import the SDK."""
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    (folder / "test_probe.py").write_text(
+        "import sys\n"
+        "def test_probe(pytestconfig):\n"
+        "    assert pytestconfig.pluginmanager.has_plugin('ncp_cfr')\n"
+        "    heavy = [m for m in ('ncp_cfr.client', 'httpx', 'PIL') if m in sys.modules]\n"
+        "    assert heavy == [], heavy\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_probe.py"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,4 +1,5 @@
-"""Test without the real service: :class:`Emulator` speaks CFR on loopback or in-process.
+"""Test without the real service: [`Emulator`][ncp_cfr.testing.Emulator] speaks CFR on loopback or
+in-process.
 
 ```python
 from ncp_cfr.testing import Emulator, make_face
@@ -9,20 +10,59 @@ with Emulator() as emu, emu.client() as client:
 ```
 """
 
-from ncp_cfr.testing.detector import DetectorUnavailableError, FaceDetector, load_detector
-from ncp_cfr.testing.emulator import FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, Emulator
-from ncp_cfr.testing.gallery import Gallery
-from ncp_cfr.testing.rules import (
-    MAX_IMAGE_BYTES,
-    RecordedRequest,
-    cfr_error,
-    error_envelope,
-    frontal_landmarks,
-    gateway_error,
-    legacy_error,
-    make_celebrity,
-    make_face,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ncp_cfr.testing.detector import DetectorUnavailableError, FaceDetector, load_detector
+    from ncp_cfr.testing.emulator import FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, Emulator
+    from ncp_cfr.testing.gallery import Gallery
+    from ncp_cfr.testing.rules import (
+        MAX_IMAGE_BYTES,
+        RecordedRequest,
+        cfr_error,
+        error_envelope,
+        frontal_landmarks,
+        gateway_error,
+        legacy_error,
+        make_celebrity,
+        make_face,
+    )
+
+# Imported on first use (PEP 562), as in `ncp_cfr`: the pytest plugin lives in this package.
+_LAZY = {
+    "DetectorUnavailableError": "detector",
+    "FaceDetector": "detector",
+    "load_detector": "detector",
+    "FAKE_CLIENT_ID": "emulator",
+    "FAKE_CLIENT_SECRET": "emulator",
+    "Emulator": "emulator",
+    "Gallery": "gallery",
+    "MAX_IMAGE_BYTES": "rules",
+    "RecordedRequest": "rules",
+    "cfr_error": "rules",
+    "error_envelope": "rules",
+    "frontal_landmarks": "rules",
+    "gateway_error": "rules",
+    "legacy_error": "rules",
+    "make_celebrity": "rules",
+    "make_face": "rules",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ncp_cfr.testing' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"ncp_cfr.testing.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "DetectorUnavailableError",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -10,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ncp_cfr.client import AsyncClient, Client
+from ncp_cfr.errors import CFRError, InvalidArgumentError
 from ncp_cfr.models import CelebrityResult, FaceResult
 from ncp_cfr.protocol import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, Endpoint
 from ncp_cfr.testing.rules import (
@@ -23,18 +27,85 @@ from ncp_cfr.testing.rules import (
     make_reply,
     reply_body,
 )
-from ncp_cfr.testing.server import LoopbackServer
+from ncp_cfr.testing.server import DEFAULT_MAX_WORKERS, DEFAULT_READ_TIMEOUT, LoopbackServer
 from ncp_cfr.testing.transport import EmulatorTransport
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from ncp_cfr.testing.gallery import Gallery
 
-__all__ = ["FAKE_CLIENT_ID", "FAKE_CLIENT_SECRET", "Emulator"]
+__all__ = ["FAKE_CLIENT_ID", "FAKE_CLIENT_SECRET", "Emulator", "EmulatorNotRunningError"]
 
 #: Obvious fake credentials: the emulator's defaults.
 FAKE_CLIENT_ID = "fake-client-id"
 FAKE_CLIENT_SECRET = "fake-client-secret"
 _IN_PROCESS_URL = "http://emulator.invalid"
+_warned_no_detector = False
+
+
+def _resolve_detector(detector: Detector | str | None) -> Detector | None:
+    """What ``Emulator(detector=...)`` means (see its docstring)."""
+    if detector is None or detector == "none":
+        return None
+    if detector == "auto":
+        return _AutoDetector()
+    if isinstance(detector, str):
+        from ncp_cfr.testing.detector import load_detector
+
+        return load_detector(detector)
+    return detector
+
+
+class _AutoDetector:
+    """The installed detector, loaded on first use; no faces (and one warning) without one.
+
+    Loading costs a few tenths of a second: an emulator answered by scenarios never pays it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._detector: Detector | None = None
+
+    def __repr__(self) -> str:
+        return f"auto({self._detector!r})" if self._loaded else "auto(not loaded yet)"
+
+    def __call__(self, image: Image.Image) -> list[dict[str, Any]]:
+        detector = self.load()
+        return detector(image) if detector is not None else []
+
+    def load(self) -> Detector | None:
+        """The real detector, or ``None`` when none is installed."""
+        with self._lock:  # concurrent first requests load it once
+            if not self._loaded:
+                from ncp_cfr.testing.detector import DetectorUnavailableError, load_detector
+
+                try:
+                    self._detector = load_detector("auto")
+                except DetectorUnavailableError as exc:
+                    _warn_no_detector(exc)
+                self._loaded = True
+        return self._detector
+
+
+def _warn_no_detector(exc: Exception) -> None:
+    global _warned_no_detector
+    if _warned_no_detector:
+        return
+    _warned_no_detector = True
+    # A filter may turn it into an error, on a server thread: the request is still answered.
+    with contextlib.suppress(Exception):
+        warnings.warn(
+            f'the emulator answers no faces by default: {exc}. Pass detector="none" to '
+            "answer only scenarios and faults without this warning.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+class EmulatorNotRunningError(CFRError, RuntimeError):
+    """The emulator was used before ``with Emulator() as emu:`` started it (or after it stopped)."""
 
 
 class Emulator:
@@ -50,28 +121,56 @@ class Emulator:
     2,000,000 bytes, JPEG/PNG, 50 px minimum, width < 4 x height) and answers with the same
     error bodies. Beyond that it answers, in this order:
 
-    1. an injected fault (:meth:`inject`), checked right after the keys, as the gateway would;
-    2. a scenario (:meth:`reply`) for the endpoint, the next call or a matching image;
-    3. the default: ``detector`` / ``recognizer`` (or ``gallery``) if given, else **no faces**.
-       The emulator never invents gender, age, emotion or celebrity values that no scenario
-       declared: a real detector (``detector="auto"``) sends them as ``"unknown"``, and a gallery
-       only answers the names registered in it.
+    1. an injected fault ([`inject`][ncp_cfr.testing.Emulator.inject]), checked right after the
+       keys, as the gateway would;
+    2. a scenario ([`reply`][ncp_cfr.testing.Emulator.reply]) for the endpoint, the next call or a
+       matching image;
+    3. the default: the ``detector`` (real detection by default, see below) and the
+       ``recognizer`` or ``gallery``; without them, **no faces**. The emulator never invents
+       gender, age, emotion or celebrity values that no scenario declared: a real detector sends
+       them as ``"unknown"``, and a gallery only answers the names registered in it.
+
+    **Detection by default.** ``detector="auto"`` (the default) finds real faces with the
+    detector of the ``emulator`` extra, loaded on the first face request that reaches the default
+    (so a test answered by scenarios and faults never pays for it). When no detector is installed
+    it answers no faces, and says so once per process with a ``UserWarning``.
+    ``detector="none"`` (``None`` means the same) is the scripted-only mode: scenarios and
+    faults, and no faces otherwise. A backend name (``"yuface"``,
+    ``"mtcnn"``) is loaded at once and raises
+    [`DetectorUnavailableError`][ncp_cfr.testing.detector.DetectorUnavailableError] if it is
+    missing.
+
+    **Malformed requests** on the loopback server get the gateway's JSON envelope, never an HTML
+    page or silence: a bad ``Content-Length`` (``abc``, ``-5``), an unsupported
+    ``Transfer-Encoding``, a malformed chunk or request line: 400 with gateway code ``100``
+    ``Bad Request Exception`` (connection closed); any method but POST (HEAD, PATCH, OPTIONS ...)
+    or unknown path: 404 with gateway code ``300`` ``Not Found Exception``, the gateway's answer
+    to a method no resource defines (HEAD without the body); a body over 10 MiB: 413, code
+    ``430``. Chunked uploads are read like any other (same size cap). A request not received
+    whole within ``read_timeout`` seconds of its first byte, or a connection silent that long,
+    is closed without an answer. At most ``max_workers`` requests are answered at once, each on
+    a pooled thread; further connections wait without a thread of their own.
 
     Args:
-        client_id: the key ID it accepts (default :data:`FAKE_CLIENT_ID`).
-        client_secret: the key it accepts (default :data:`FAKE_CLIENT_SECRET`).
+        client_id: the key ID it accepts (default ``ncp_cfr.testing.FAKE_CLIENT_ID``).
+        client_secret: the key it accepts (default ``ncp_cfr.testing.FAKE_CLIENT_SECRET``).
         latency: seconds added to every answer (to test concurrency and timeouts).
-        detector: ``f(PIL.Image) -> [face dict]`` answering the face endpoint by default, or the
-            name of a real detector: ``"auto"``, ``"yuface"``, ``"mtcnn"`` (see
-            :func:`~ncp_cfr.testing.detector.load_detector`; needs ``ncp_cfr[emulator]``).
+        detector: ``"auto"`` (real detection if installed, else no faces), ``"none"`` or
+            ``None`` (scripted only), a backend name ``"yuface"`` / ``"mtcnn"`` (see
+            [`load_detector`][ncp_cfr.testing.load_detector]; needs the ``emulator`` extra), or a
+            function ``f(PIL.Image) -> [face dict]`` answering the face endpoint by default.
         recognizer: ``f(PIL.Image) -> [celebrity dict]`` answering the celebrity endpoint.
-        gallery: a :class:`~ncp_cfr.testing.gallery.Gallery` answering the celebrity endpoint
+        gallery: a [`Gallery`][ncp_cfr.testing.Gallery] answering the celebrity endpoint
             with its names, finding faces with ``detector`` (without a detector both endpoints
             answer no faces); not with ``recognizer``.
         host: the loopback server's address (default 127.0.0.1).
         port: the loopback server's port (0: any free port).
         record_images: keep the uploaded bytes on each recorded request.
         max_recorded: keep only the newest this many recorded requests (``None``: all).
+        read_timeout: seconds a request may take to arrive whole on the loopback server, and a
+            connection may stay idle, before it is closed (default 10).
+        max_workers: requests the loopback server answers at the same time (default 32); more
+            wait. Raise it to test more concurrent calls with ``latency``.
     """
 
     def __init__(
@@ -80,21 +179,20 @@ class Emulator:
         client_secret: str = FAKE_CLIENT_SECRET,
         *,
         latency: float = 0.0,
-        detector: Detector | str | None = None,
+        detector: Detector | str | None = "auto",
         recognizer: Recognizer | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         record_images: bool = True,
         gallery: Gallery | None = None,
         max_recorded: int | None = None,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_workers: int = DEFAULT_MAX_WORKERS,
     ) -> None:
-        if isinstance(detector, str):
-            from ncp_cfr.testing.detector import load_detector
-
-            detector = load_detector(detector)
+        detector = _resolve_detector(detector)
         if gallery is not None:
             if recognizer is not None:
-                raise ValueError("pass either recognizer= or gallery=, not both")
+                raise InvalidArgumentError("pass either recognizer= or gallery=, not both")
             if detector is not None:  # no detector, no faces: on both endpoints alike
                 recognizer = gallery.recognizer(detector)
         self.rules = Rules(
@@ -108,6 +206,8 @@ class Emulator:
         )
         self._host = host
         self._port = port
+        self._read_timeout = read_timeout
+        self._max_workers = max_workers
         self._server: LoopbackServer | None = None
 
     def __repr__(self) -> str:
@@ -119,7 +219,13 @@ class Emulator:
     def start(self) -> Emulator:
         """Start the loopback server (``with Emulator() as emu`` does this)."""
         if self._server is None:
-            self._server = LoopbackServer(self.rules, self._host, self._port)
+            self._server = LoopbackServer(
+                self.rules,
+                self._host,
+                self._port,
+                read_timeout=self._read_timeout,
+                max_workers=self._max_workers,
+            )
             self._server.start()
         return self
 
@@ -144,7 +250,9 @@ class Emulator:
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>`` of the running server."""
         if self._server is None:
-            raise RuntimeError("the emulator is not running: use `with Emulator() as emu:`")
+            raise EmulatorNotRunningError(
+                "the emulator is not running: use `with Emulator() as emu:`"
+            )
         return self._server.base_url
 
     @property
@@ -168,7 +276,7 @@ class Emulator:
         return EmulatorTransport(self.rules)
 
     def client(self, *, in_process: bool = False, **options: Any) -> Client:
-        """A :class:`~ncp_cfr.Client` for this emulator (loopback HTTP unless ``in_process``).
+        """A [`Client`][ncp_cfr.Client] for this emulator (loopback HTTP unless ``in_process``).
 
         ``options`` go to the client (``max_retries=0``, ``timeout=1``, even another
         ``client_secret`` to test refused keys).
@@ -183,7 +291,9 @@ class Emulator:
         return client
 
     def async_client(self, *, in_process: bool = False, **options: Any) -> AsyncClient:
-        """An :class:`~ncp_cfr.AsyncClient` for this emulator; see :meth:`client`."""
+        """An [`AsyncClient`][ncp_cfr.AsyncClient] for this emulator; see
+        [`client`][ncp_cfr.testing.Emulator.client].
+        """
         args = self._client_args(options)
         if not in_process:
             return AsyncClient(**args, base_url=self.base_url)
@@ -213,8 +323,9 @@ class Emulator:
         Args:
             endpoint: ``"face"`` or ``"celebrity"``.
             body: the whole JSON answer (coordinates in the *upload's* pixels, as the service's).
-            faces: just the faces (see :func:`make_face`, :func:`make_celebrity`); ``info`` is
-                then computed from the uploaded image.
+            faces: just the faces (see [`make_face`][ncp_cfr.testing.make_face],
+                [`make_celebrity`][ncp_cfr.testing.make_celebrity]); ``info`` is then computed from
+                the uploaded image.
             match: answer only uploads equal to these bytes, or for which
                 ``match(recorded_request)`` is true (it can look at ``request.image``).
         """
@@ -251,7 +362,8 @@ class Emulator:
                 normally (a slow answer).
             drop: close the connection without answering (after ``delay``).
             endpoint: only for this endpoint (default: either).
-            times: how many calls it hits (``None``: every call until :meth:`reset`).
+            times: how many calls it hits (``None``: every call until
+                [`reset`][ncp_cfr.testing.Emulator.reset]).
         """
         if error is not None:
             status_from_code, envelope = error_envelope(error)

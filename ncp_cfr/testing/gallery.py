@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from PIL import Image, ImageFilter, ImageOps
 
+from ncp_cfr.errors import InvalidArgumentError
 from ncp_cfr.images import ImageSource, open_image
 from ncp_cfr.testing.rules import Detector, Recognizer, frontal_landmarks, make_celebrity
 
@@ -115,7 +116,7 @@ class Gallery:
     Args:
         people: ``{name: photo}`` or ``{name: [photo, ...]}`` (a list or tuple); a photo is a
             path, bytes, a file object, a ``PIL.Image`` or an array (anything
-            :func:`ncp_cfr.open_image` reads).
+            [`ncp_cfr.open_image`][ncp_cfr.open_image] reads).
     """
 
     def __init__(self, people: Mapping[str, _Photos] | None = None) -> None:
@@ -163,7 +164,7 @@ class Gallery:
 
         Args:
             detector: finds the faces, in uploads and in the reference photos: a detector
-                function, or a name for :func:`~ncp_cfr.testing.detector.load_detector`.
+                function, or a name for [`load_detector`][ncp_cfr.testing.load_detector].
             floor: similarity (-1..1) at or below which the confidence is the minimum, 0.01.
 
         Photos added to the gallery later are picked up by the recognizer too.
@@ -173,7 +174,7 @@ class Gallery:
 
             detector = load_detector(detector)
         if not -1.0 <= floor < 1.0:
-            raise ValueError(f"floor must be in [-1, 1), not {floor}")
+            raise InvalidArgumentError(f"floor must be in [-1, 1), not {floor}")
         return _GalleryRecognizer(self, detector, floor)
 
     def _snapshot(self) -> list[tuple[str, Image.Image]]:

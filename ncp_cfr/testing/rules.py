@@ -1,7 +1,7 @@
 """The emulated service as pure code: a request in, an answer out.
 
-The loopback server (:mod:`ncp_cfr.testing.server`) and the in-process transport
-(:mod:`ncp_cfr.testing.transport`) both hand every request to :meth:`Rules.handle` and only differ
+The loopback server (``ncp_cfr.testing.server``) and the in-process transport
+(``ncp_cfr.testing.transport``) both hand every request to ``Rules.handle`` and only differ
 in how they wait (``Answer.delay``) and how they drop a connection (``Answer.drop``), so the two
 behave the same by construction.
 """
@@ -21,6 +21,7 @@ from typing import Any, Union
 
 from PIL import Image
 
+from ncp_cfr.errors import ImageError, InvalidArgumentError
 from ncp_cfr.models import CelebrityResult, FaceResult
 from ncp_cfr.protocol import HEADER_KEY, HEADER_KEY_ID, Endpoint, redact_headers
 
@@ -113,7 +114,7 @@ def error_envelope(code: str) -> tuple[int, dict[str, Any]]:
         return cfr_error(code)
     if code in _GATEWAY_ERRORS:
         return gateway_error(code)
-    raise ValueError(
+    raise InvalidArgumentError(
         f"unknown error code {code!r}: use a CFR code (ER01..ER99), a gateway code "
         f"({', '.join(_GATEWAY_ERRORS)}) or legacy:024"
     )
@@ -205,9 +206,9 @@ class RecordedRequest:
 
     @cached_property
     def image(self) -> Image.Image:
-        """The uploaded image, decoded (``ValueError`` if there was none)."""
+        """The uploaded image, decoded (an ``ImageError``, a ``ValueError``, if there was none)."""
         if not self.image_bytes:
-            raise ValueError("this request carried no image")
+            raise ImageError("this request carried no image")
         img: Image.Image = Image.open(io.BytesIO(self.image_bytes))
         img.load()
         return img
@@ -537,7 +538,9 @@ def make_reply(
     fill_info: bool = False,
 ) -> _Reply:
     if isinstance(match, Image.Image):
-        raise TypeError("match= takes the uploaded bytes or a function of the RecordedRequest")
+        raise InvalidArgumentError(
+            "match= takes the uploaded bytes or a function of the RecordedRequest"
+        )
     all_headers = {"Content-Type": "application/json;charset=UTF-8"} if body else {}
     all_headers.update(headers or {})
     return _Reply(

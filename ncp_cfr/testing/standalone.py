@@ -9,7 +9,8 @@ serve(port=8080)  # blocks until Ctrl-C
 It serves the CFR protocol on ``http://127.0.0.1:8080`` (``/vision/v1/face``,
 ``/vision/v1/celebrity``) with the real face detector when one is installed, and prints the
 ``NCP_CFR_*`` variables that point the SDK, the CLI or your own code at it. Requests are recorded
-without their images and only the newest :data:`MAX_RECORDED` are kept, so it can run for days.
+without their images and only the newest [`MAX_RECORDED`][ncp_cfr.testing.standalone.MAX_RECORDED]
+are kept, so it can run for days.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from ncp_cfr.protocol import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET
 from ncp_cfr.testing.emulator import FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, Emulator
 from ncp_cfr.testing.rules import Detector
+from ncp_cfr.testing.server import DEFAULT_MAX_WORKERS, DEFAULT_READ_TIMEOUT
 
 __all__ = ["MAX_RECORDED", "serve"]
 
@@ -54,7 +56,7 @@ def _detector(
     detector: str | Detector | None, log: Callable[[str], object]
 ) -> tuple[Detector | None, str]:
     """The detector to serve with and its name for the banner."""
-    if detector is None:
+    if detector is None or detector == "none":
         return None, "none"
     if not isinstance(detector, str):
         return detector, "custom"
@@ -66,7 +68,7 @@ def _detector(
         if detector != "auto":
             raise
         # The default should start anywhere: without a detector it still serves the protocol.
-        log('note: no face detector installed (pip install "ncp_cfr[emulator]"): no faces found')
+        log('note: no face detector installed (pip install "clova-face[emulator]"): no faces found')
         return None, "none"
     return loaded, loaded.backend
 
@@ -84,6 +86,8 @@ def serve(
     ready: Callable[[str], object] | None = None,
     stop: threading.Event | None = None,
     max_recorded: int | None = MAX_RECORDED,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    max_workers: int = DEFAULT_MAX_WORKERS,
 ) -> None:
     """Run the emulator on ``host:port`` in the foreground until Ctrl-C (or ``stop`` is set).
 
@@ -94,15 +98,18 @@ def serve(
         client_secret: the key to accept; default ``NCP_CFR_CLIENT_SECRET``, else the fake default.
             Never printed.
         detector: ``"auto"`` (the real detector if installed, else none, with a note),
-            ``"yuface"``, ``"mtcnn"`` (an error if missing), a detector function, or ``None``
-            (the face endpoint answers no faces).
+            a backend name (an error if missing), a detector function, or ``"none"`` / ``None``
+            (the face endpoint answers no faces unless a scenario says otherwise).
         gallery: ``{name: photo path}`` answering the celebrity endpoint (see
-            :class:`~ncp_cfr.testing.gallery.Gallery`); needs a detector.
+            [`Gallery`][ncp_cfr.testing.Gallery]); needs a detector.
         latency: seconds added to every answer.
         log: where the banner and notes go (one line each).
         ready: called with the base URL once the server accepts connections.
         stop: set it to shut the server down (from another thread).
         max_recorded: recorded requests kept in memory (the newest; ``None``: all).
+        read_timeout: seconds a request may take to arrive whole, and a connection may stay
+            idle, before the connection is closed.
+        max_workers: requests answered at the same time (threads); more connections wait.
 
     Raises:
         OSError: the port cannot be bound (in use, or not allowed).
@@ -127,6 +134,8 @@ def serve(
         port=port,
         record_images=False,  # a long-running server must not keep every upload
         max_recorded=max_recorded,
+        read_timeout=read_timeout,
+        max_workers=max_workers,
     )
     stopping = stop or threading.Event()
     restore = _on_sigterm(stopping)

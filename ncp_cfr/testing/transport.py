@@ -1,4 +1,6 @@
-"""The emulator in-process: an httpx transport (sync and async) around :class:`Rules`."""
+"""The emulator in-process: an httpx transport (sync and async) around
+[`Rules`][ncp_cfr.testing.rules.Rules].
+"""
 
 from __future__ import annotations
 
