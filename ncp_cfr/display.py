@@ -10,10 +10,13 @@ from __future__ import annotations
 import html
 import unicodedata
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from ncp_cfr.errors import InvalidArgumentError
 from ncp_cfr.models import (
     Analysis,
     AnalyzedFace,
+    CelebrityFace,
     CelebrityResult,
     Face,
     FaceResult,
@@ -21,8 +24,15 @@ from ncp_cfr.models import (
     Prediction,
 )
 
+if TYPE_CHECKING:  # the pipelines import images and Pillow: not needed to draw a table
+    from ncp_cfr.pipelines import BatchItem
+
 __all__ = [
+    "batch_html",
+    "batch_rows",
     "display_width",
+    "face_html",
+    "face_rows",
     "lookalike_html",
     "lookalike_rows",
     "lookalike_table",
@@ -36,6 +46,7 @@ Result = FaceResult | Analysis | CelebrityResult
 _FACE_HEADER = ("#", "box", "landmarks", "gender", "age", "emotion", "pose")
 _CELEBRITY_HEADER = ("#", "name", "confidence")
 _LOOKALIKE_HEADER = ("rank", "name", "votes", "mean", "min", "max", "sizes (px)")
+_BATCH_HEADER = ("#", "file", "faces", "error")
 _NONE = "-"
 
 
@@ -49,7 +60,7 @@ def result_rows(result: Result) -> tuple[list[str], list[list[str]]]:
         ``(header, rows)``; ``rows`` is empty when there is no face.
 
     Raises:
-        TypeError: ``result`` is not a result of this SDK.
+        InvalidArgumentError: ``result`` is not a result of this SDK.
     """
     if isinstance(result, CelebrityResult):
         rows = [
@@ -63,7 +74,9 @@ def result_rows(result: Result) -> tuple[list[str], list[list[str]]]:
         ]
     if isinstance(result, FaceResult):
         return list(_FACE_HEADER), [_face_cells(i, face) for i, face in enumerate(result.faces)]
-    raise TypeError(f"expected a FaceResult, Analysis or CelebrityResult, got {result!r}")
+    raise InvalidArgumentError(
+        f"expected a FaceResult, Analysis or CelebrityResult, got {result!r}"
+    )
 
 
 def result_html(result: Result) -> str:
@@ -77,27 +90,14 @@ def result_html(result: Result) -> str:
         row per face. Every value is HTML-escaped.
     """
     header, rows = result_rows(result)
-    parts = [
-        '<table class="ncp-cfr-result">',
-        f'<caption style="text-align:left">{html.escape(_caption(result))}</caption>',
-        "<thead><tr>"
-        + "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-        + "</tr></thead>",
-        "<tbody>",
-    ]
-    for row in rows:
-        parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
-    if not rows:
-        parts.append(f'<tr><td colspan="{len(header)}">no faces</td></tr>')
-    parts += ["</tbody>", "</table>"]
-    return "\n".join(parts)
+    return _html_table("ncp-cfr-result", _caption(result), header, rows, empty="no faces")
 
 
 def result_table(result: Result, *, caption: bool = False) -> str:
     """A plain-text table of a result, columns aligned for a terminal.
 
     Every line of the table has the same display width (cells are padded, the last column
-    too): Hangul and other wide characters count as two columns (:func:`display_width`).
+    too): Hangul and other wide characters count as two columns (``display_width``).
 
     Args:
         result: a ``FaceResult``, ``Analysis`` or ``CelebrityResult``.
@@ -111,15 +111,74 @@ def result_table(result: Result, *, caption: bool = False) -> str:
     lines = [_caption(result)] if caption else []
     if not rows:
         return "\n".join([*lines, "no faces"])
-    widths = _widths([header, *rows])
-    lines.append(_line(header, widths))
-    lines.append("  ".join("-" * width for width in widths))
-    lines.extend(_line(row, widths) for row in rows)
-    return "\n".join(lines)
+    return "\n".join([*lines, _text_table(header, rows)])
+
+
+def face_rows(face: Face | CelebrityFace) -> tuple[list[str], list[str]]:
+    """One face as text cells, in the columns its result's table uses (without the `#`).
+
+    Args:
+        face: a `Face`, `AnalyzedFace` (with its lookalike column) or `CelebrityFace`.
+
+    Returns:
+        `(header, row)`.
+
+    Raises:
+        InvalidArgumentError: `face` is not a face of this SDK.
+    """
+    if isinstance(face, CelebrityFace):
+        return list(_CELEBRITY_HEADER[1:]), [
+            face.celebrity.value,
+            _percent(face.celebrity.confidence),
+        ]
+    if isinstance(face, AnalyzedFace):
+        return [*_FACE_HEADER[1:], "lookalike"], [*_face_cells(0, face)[1:], _lookalike(face)]
+    if isinstance(face, Face):
+        return list(_FACE_HEADER[1:]), _face_cells(0, face)[1:]
+    raise InvalidArgumentError(f"expected a Face, AnalyzedFace or CelebrityFace, got {face!r}")
+
+
+def face_html(face: Face | CelebrityFace) -> str:
+    """A one-row HTML table of a single face, every value escaped (its `_repr_html_`)."""
+    header, row = face_rows(face)
+    return _html_table("ncp-cfr-face", type(face).__name__, header, [row])
+
+
+def batch_rows(batch: Sequence[BatchItem[Any]]) -> tuple[list[str], list[list[str]]]:
+    """The outcomes of a `*_many` call as text cells: one row per input, in input order.
+
+    Args:
+        batch: the [`BatchItem`][ncp_cfr.BatchItem]s a `*_many` method returned.
+
+    Returns:
+        `(header, rows)`: the input's position, its file (a path as given; otherwise the kind
+        of object, e.g. `bytes (48213 B)`), its face count, and the error it failed with.
+    """
+    rows = []
+    for item in batch:
+        faces = getattr(item.result, "faces", None)
+        rows.append(
+            [
+                str(item.index),
+                _source(item.source),
+                _NONE if faces is None else str(len(faces)),
+                _NONE if item.error is None else f"{type(item.error).__name__}: {item.error}",
+            ]
+        )
+    return list(_BATCH_HEADER), rows
+
+
+def batch_html(batch: Sequence[BatchItem[Any]]) -> str:
+    """An HTML table of a batch's outcomes, every value escaped (`Batch._repr_html_`)."""
+    header, rows = batch_rows(batch)
+    failed = sum(1 for item in batch if item.error is not None)
+    caption = f"{len(batch)} {'input' if len(batch) == 1 else 'inputs'}: "
+    caption += f"{len(batch) - failed} succeeded, {failed} failed"
+    return _html_table("ncp-cfr-batch", caption, header, rows, empty="no inputs")
 
 
 def lookalike_rows(found: Lookalike) -> tuple[list[str], list[list[str]]]:
-    """The ranked candidates of :meth:`~ncp_cfr.Client.find_lookalike` as text cells.
+    """The ranked candidates of [`find_lookalike`][ncp_cfr.Client.find_lookalike] as text cells.
 
     Returns:
         ``(header, rows)``: one row per candidate, best first, with its votes (of the sizes that
@@ -142,41 +201,48 @@ def lookalike_rows(found: Lookalike) -> tuple[list[str], list[list[str]]]:
 
 
 def lookalike_table(found: Lookalike) -> str:
-    """A plain-text table of a lookalike vote, aligned like :func:`result_table`.
+    """A plain-text table of a lookalike vote, aligned like
+    [`result_table`][ncp_cfr.display.result_table].
 
-    The first line says whether the answer is stable (the best name won most sizes).
+    The first line is the verdict: `best: NAME (V of N sizes, mean C, stable)` (or
+    `unstable` when the match did not win most sizes), or `no clear match: ...` saying why
+    (the leading name's mean confidence is under the threshold, a tie, or no name at all).
+    The ranking follows either way.
     """
     header, rows = lookalike_rows(found)
     verdict = _lookalike_verdict(found)
     if not rows:
         return verdict
-    widths = _widths([header, *rows])
-    lines = [verdict, _line(header, widths), "  ".join("-" * width for width in widths)]
-    lines.extend(_line(row, widths) for row in rows)
-    return "\n".join(lines)
+    return f"{verdict}\n{_text_table(header, rows)}"
 
 
 def lookalike_html(found: Lookalike) -> str:
     """An HTML table of a lookalike vote, every value escaped (``Lookalike._repr_html_``)."""
     header, rows = lookalike_rows(found)
-    parts = [
-        '<table class="ncp-cfr-lookalike">',
-        f'<caption style="text-align:left">{html.escape(_lookalike_verdict(found))}</caption>',
-        "<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr></thead>",
-        "<tbody>",
-    ]
-    for row in rows:
-        parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
-    parts += ["</tbody>", "</table>"]
-    return "\n".join(parts)
+    return _html_table("ncp-cfr-lookalike", _lookalike_verdict(found), header, rows)
 
 
 def _lookalike_verdict(found: Lookalike) -> str:
-    sizes = len(found.per_scale)
-    if found.best is None:
-        return f"no name at any of {sizes} sizes"
-    stability = "stable" if found.stable else "unstable: no name won most sizes"
-    return f"best: {found.best.name} ({found.best.votes} of {sizes} sizes, {stability})"
+    """One line: the match and whether the vote is stable, or why there is no clear match."""
+    answered = sum(1 for scale in found.per_scale if scale.error is None)
+    if found.best is not None:
+        best = found.best
+        stability = "stable" if found.stable else "unstable: it did not win most sizes"
+        return (
+            f"best: {best.name} ({best.votes} of {answered} sizes, "
+            f"mean {_percent(best.mean_confidence)}, {stability})"
+        )
+    if not found.candidates:
+        return f"no clear match: no name at any of {answered} sizes"
+    leader = found.candidates[0]
+    if leader.mean_confidence < found.match_confidence:
+        return (
+            f"no clear match: the leading name, {leader.name}, averages "
+            f"{_percent(leader.mean_confidence)} (a match needs "
+            f"{_percent(found.match_confidence)})"
+        )
+    tied = [c.name for c in found.candidates if c.votes == leader.votes]
+    return f"no clear match: {', '.join(tied)} tie at {leader.votes} of {answered} sizes each"
 
 
 def display_width(text: str) -> int:
@@ -239,3 +305,52 @@ def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 def _widths(table: Sequence[Sequence[str]]) -> list[int]:
     return [max(display_width(row[col]) for row in table) for col in range(len(table[0]))]
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Header, a rule and the rows, every line padded to the same display width."""
+    widths = _widths([header, *rows])
+    lines = [_line(header, widths), "  ".join("-" * width for width in widths)]
+    lines.extend(_line(row, widths) for row in rows)
+    return "\n".join(lines)
+
+
+def _html_table(
+    css_class: str,
+    caption: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    empty: str | None = None,
+) -> str:
+    """The one HTML table writer: a caption, a header row and the rows, every cell escaped."""
+    parts = [
+        f'<table class="{css_class}">',
+        f'<caption style="text-align:left">{html.escape(caption)}</caption>',
+        "<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr></thead>",
+        "<tbody>",
+    ]
+    for row in rows:
+        parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
+    if not rows and empty is not None:
+        parts.append(f'<tr><td colspan="{len(header)}">{html.escape(empty)}</td></tr>')
+    parts += ["</tbody>", "</table>"]
+    return "\n".join(parts)
+
+
+def _source(source: Any) -> str:
+    """A batch input as a short label: a path as given, otherwise what kind of object it was."""
+    if isinstance(source, str):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"bytes ({len(source)} B)"
+    size = getattr(source, "size", None)
+    if isinstance(size, tuple) and hasattr(source, "mode"):  # a PIL image
+        return f"image {size[0]}x{size[1]}"
+    shape = getattr(source, "shape", None)
+    if isinstance(shape, tuple):
+        return f"array {'x'.join(map(str, shape))}"
+    name = getattr(source, "name", None)
+    if isinstance(name, str):
+        return name
+    return type(source).__name__

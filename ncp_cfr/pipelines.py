@@ -1,8 +1,9 @@
 """Work that spans several calls (analyze, lookalike consensus, batches), planned as pure code.
 
-A *plan* is a generator. It yields a list of :class:`Job` (calls that may run concurrently),
-receives their outcomes in the same order (a result, or the :class:`~ncp_cfr.CFRError` that call
-ended with after the client's retries), and eventually returns its value::
+A *plan* is a generator. It yields a list of [`Job`][ncp_cfr.pipelines.Job] (calls that may run
+concurrently), receives their outcomes in the same order (a result, or the
+[`CFRError`][ncp_cfr.CFRError] that call ended with after the client's retries), and eventually
+returns its value::
 
     plan = analyze_plan(image, prepared)
     step = advance(plan, None)
@@ -28,7 +29,7 @@ from typing import Any, Generic, TypeVar, Union
 
 from PIL import Image
 
-from ncp_cfr.errors import CFRError, ImageError
+from ncp_cfr.errors import CFRError, ImageError, InvalidArgumentError
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
     MIN_SIDE,
@@ -51,8 +52,11 @@ from ncp_cfr.protocol import Endpoint
 
 __all__ = [
     "DEFAULT_MARGIN",
+    "DEFAULT_MATCH_CONFIDENCE",
     "DEFAULT_MIN_FACE",
     "DEFAULT_SCALES",
+    "MAX_SCALE",
+    "Batch",
     "BatchItem",
     "Finished",
     "Job",
@@ -78,8 +82,18 @@ DEFAULT_MARGIN = 0.35
 #: Faces narrower or lower than this (caller pixels) get no lookalike and cost no call: an
 #: upscaled 20 px face carries too little detail for a name to mean anything.
 DEFAULT_MIN_FACE = 32
-#: Upload sizes (longest side, px) asked by :func:`lookalike_plan`, capped at the image's own.
+#: Upload sizes (longest side, px) [`find_lookalike`][ncp_cfr.Client.find_lookalike] asks for,
+#: capped at the image's own.
 DEFAULT_SCALES: tuple[int, ...] = (320, 480, 640, 800, 1024, 1280, 1600, 2048)
+#: The largest longest side a lookalike scale may ask for, in pixels. The service takes at most
+#: 2 MB: a photo (4:3, JPEG quality 90) still fits at 2048 px, while at 3000-4000 px a phone
+#: photo no longer does and would be re-encoded smaller, so the size asked for would not be the
+#: size sent. A larger pixel size is refused, never quietly lowered.
+MAX_SCALE = 2048
+#: The mean confidence a lookalike candidate needs to count as a match. The service names
+#: somebody for every face, down to 0.01; a real resemblance scores well above 0.3 at most
+#: sizes, while a guess wanders under it.
+DEFAULT_MATCH_CONFIDENCE = 0.3
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,8 @@ def advance(plan: Plan[T], outcomes: list[Outcome] | None) -> Step[T]:
     """Start ``plan`` (``outcomes=None``) or give it the outcomes of the jobs it asked for.
 
     Turns the generator protocol into a value: ``StopIteration`` cannot cross a coroutine or a
-    thread boundary cleanly, a :class:`Finished` can. Errors the plan raises propagate.
+    thread boundary cleanly, a [`Finished`][ncp_cfr.pipelines.Finished] can. Errors the plan raises
+    propagate.
     """
     try:
         jobs = next(plan) if outcomes is None else plan.send(outcomes)
@@ -154,11 +169,13 @@ def crop_box(
 
 def _check_analyze_options(margin: float, min_face: int, min_confidence: float) -> None:
     if not (isinstance(margin, (int, float)) and 0 <= margin <= 5):
-        raise CFRError(f"margin is a fraction of the face box between 0 and 5, got {margin!r}")
+        raise InvalidArgumentError(
+            f"margin is a fraction of the face box between 0 and 5, got {margin!r}"
+        )
     if not (isinstance(min_face, int) and min_face >= 1):
-        raise CFRError(f"min_face is a positive number of pixels, got {min_face!r}")
+        raise InvalidArgumentError(f"min_face is a positive number of pixels, got {min_face!r}")
     if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
-        raise CFRError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
+        raise InvalidArgumentError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
 
 
 def _top(result: CelebrityResult, min_confidence: float) -> Celebrity | None:
@@ -187,7 +204,7 @@ def analyze_plan(
     wins; if it sees none, or the name is under ``min_confidence``, the face has no lookalike.
 
     Args:
-        image: the pixels to crop from: the caller's image as :func:`~ncp_cfr.open_image`
+        image: the pixels to crop from: the caller's image as [`open_image`][ncp_cfr.open_image]
             shows it (or, with ``pixels``, another rendering of it).
         prepared: the upload of the whole image for the face call.
         margin: context added around each box, as a fraction of the box's width/height per side.
@@ -200,7 +217,7 @@ def analyze_plan(
             image; ``prepared.transform`` when cropping from the upload itself).
 
     Returns:
-        An :class:`~ncp_cfr.Analysis` in the caller's pixels. A failed crop call does not fail
+        An [`Analysis`][ncp_cfr.Analysis] in the caller's pixels. A failed crop call does not fail
         the analysis: that face gets ``lookalike_error``. A failed face call raises its error.
     """
     _check_analyze_options(margin, min_face, min_confidence)
@@ -258,23 +275,37 @@ def analyze_plan(
 def resolve_scales(scales: Sequence[float], width: int, height: int) -> list[int]:
     """Longest-side pixel sizes for an image of ``width`` x ``height``, ascending, no repeats.
 
-    A value in (0, 1] is a fraction of the image's longest side; a value of at least 50 is a
-    longest side in pixels. Sizes over the image's own are capped to it (asking for more would
-    only upscale), sizes under 50 px are raised to 50 (the service's minimum).
+    A value in (0, 1] is a fraction of the image's longest side; a value from 50 to
+    [`MAX_SCALE`][ncp_cfr.pipelines.MAX_SCALE] (2048) is a longest side in pixels. Sizes over
+    the image's own are capped to it (asking for more would only upscale), and so is a fraction
+    of an image larger than `MAX_SCALE` (a fraction asks for a share of the image, whatever its
+    size); sizes under 50 px are raised to 50 (the service's minimum).
+
+    Raises:
+        InvalidArgumentError: `scales` is empty, or holds something that is not a number, a
+            value between 1 and 50, or a pixel size above `MAX_SCALE`.
     """
     if not scales:
-        raise CFRError("scales is empty: give longest-side sizes (e.g. [480, 800]) or fractions")
+        raise InvalidArgumentError(
+            "scales is empty: give longest-side sizes (e.g. [480, 800]) or fractions"
+        )
     longest = max(width, height)
     sides: set[int] = set()
     for value in scales:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise CFRError(f"scales holds pixel sizes or fractions, got {value!r}")
+            raise InvalidArgumentError(f"scales holds pixel sizes or fractions, got {value!r}")
         if value <= 1:
-            side = round(value * longest)
+            side = min(round(value * longest), MAX_SCALE)
+        elif value > MAX_SCALE:
+            raise InvalidArgumentError(
+                f"scale {value!r} is above the limit of {MAX_SCALE} px: the service takes at "
+                f"most 2 MB, so a larger upload would not be sent at the size asked; give sizes "
+                f"from {MIN_SIDE} to {MAX_SCALE} px, or fractions of the image"
+            )
         elif value >= MIN_SIDE:
             side = round(value)
         else:
-            raise CFRError(
+            raise InvalidArgumentError(
                 f"scale {value!r} is neither a fraction (0 < s <= 1) nor a size of at least "
                 f"{MIN_SIDE} px"
             )
@@ -303,11 +334,26 @@ def _rank(per_scale: list[LookalikeScale]) -> list[LookalikeCandidate]:
     return candidates
 
 
+def _match(
+    candidates: list[LookalikeCandidate], match_confidence: float
+) -> LookalikeCandidate | None:
+    """The leading candidate if it is a clear match (the rule is the `Lookalike` docstring's)."""
+    if not candidates:
+        return None
+    leader = candidates[0]
+    if leader.mean_confidence < match_confidence:
+        return None
+    if len(candidates) > 1 and candidates[1].votes == leader.votes:
+        return None  # a tie for most sizes: the sizes disagree, nobody leads
+    return leader
+
+
 def lookalike_plan(
     image: Image.Image,
     *,
     scales: Sequence[float] = DEFAULT_SCALES,
     min_confidence: float = 0.0,
+    match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Plan[Lookalike]:
     """Ask the celebrity endpoint at several upload sizes and let the sizes vote.
@@ -316,21 +362,33 @@ def lookalike_plan(
     with its most confident name (a group photo is best cropped first, or use ``analyze``);
     candidates rank by votes, then mean confidence. A size that fails is recorded, not fatal.
 
+    The leading candidate is a *match* (`best`) when its mean confidence is at least
+    `match_confidence` and no other name won as many sizes; the vote is *stable* when that match
+    also won more than half of the sizes that answered. Otherwise `best` is `None`: no clear
+    match, although `candidates` still ranks every name the sizes voted for.
+
     Args:
-        image: the caller's image (as :func:`~ncp_cfr.open_image` shows it).
-        scales: see :func:`resolve_scales`; capped at the image's own size, so a small image
-            may get fewer sizes than asked.
+        image: the caller's image (as [`open_image`][ncp_cfr.open_image] shows it).
+        scales: see [`resolve_scales`][ncp_cfr.pipelines.resolve_scales]; capped at the image's own
+            size, so a small image may get fewer sizes than asked.
         min_confidence: a size whose best name is under this votes for nobody.
+        match_confidence: the mean confidence (over the sizes that voted for it) a candidate
+            needs to be the match (default
+            [`DEFAULT_MATCH_CONFIDENCE`][ncp_cfr.pipelines.DEFAULT_MATCH_CONFIDENCE], 0.3).
         max_bytes: upload limit.
 
     Returns:
-        The ranked :class:`~ncp_cfr.Lookalike`.
+        The ranked [`Lookalike`][ncp_cfr.Lookalike].
 
     Raises:
         CFRError: the last error, when every size failed.
     """
     if not (isinstance(min_confidence, (int, float)) and 0 <= min_confidence <= 1):
-        raise CFRError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
+        raise InvalidArgumentError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
+    if isinstance(match_confidence, bool) or not (
+        isinstance(match_confidence, (int, float)) and 0 <= match_confidence <= 1
+    ):
+        raise InvalidArgumentError(f"match_confidence is between 0 and 1, got {match_confidence!r}")
     sides = resolve_scales(scales, image.width, image.height)
     uploads = [prepare_image(image, max_bytes=max_bytes, max_side=side) for side in sides]
     answers = yield [Job(Endpoint.CELEBRITY, upload) for upload in uploads]
@@ -353,12 +411,13 @@ def lookalike_plan(
         raise last_error
 
     candidates = _rank(per_scale)
-    best = candidates[0] if candidates else None
+    best = _match(candidates, match_confidence)
     return Lookalike(
         size=Size(width=image.width, height=image.height),
         best=best,
         candidates=candidates,
         stable=best is not None and 2 * best.votes > len(answered),
+        match_confidence=match_confidence,
         per_scale=per_scale,
     )
 
@@ -374,7 +433,7 @@ class BatchItem(Generic[T]):
         index: the input's position in the list given.
         source: the input as given; a path (``os.PathLike``) becomes its ``str``.
         result: the result, or ``None`` if it failed.
-        error: the :class:`~ncp_cfr.CFRError` it failed with (an ``ImageError`` for an input
+        error: the [`CFRError`][ncp_cfr.CFRError] it failed with (an ``ImageError`` for an input
             that could not be read), or ``None``.
     """
 
@@ -396,12 +455,27 @@ class BatchItem(Generic[T]):
         return self.result
 
 
+class Batch(list[BatchItem[T]]):
+    """What a `*_many` method returns: a plain `list` of [`BatchItem`][ncp_cfr.BatchItem]s, in
+    input order, that also shows itself as a table in Jupyter.
+
+    It is a `list` in every way (index it, loop over it, compare it with a list); the only
+    addition is `_repr_html_`: one row per input with its position, its file (or the kind of
+    object given) and its face count, or the error it failed with.
+    """
+
+    def _repr_html_(self) -> str:
+        from ncp_cfr import display  # lazy: notebooks only
+
+        return display.batch_html(self)
+
+
 class RateLimiter:
     """At most ``rate`` requests per second, shared by every worker (GCRA token bucket).
 
-    :meth:`reserve` books the next slot and says how long to wait for it; the caller sleeps that
-    long (``time.sleep`` or ``anyio.sleep``), then sends. Booking first means two workers never
-    get the same slot. Thread-safe.
+    [`reserve`][ncp_cfr.pipelines.RateLimiter.reserve] books the next slot and says how long to wait
+    for it; the caller sleeps that long (``time.sleep`` or ``anyio.sleep``), then sends. Booking
+    first means two workers never get the same slot. Thread-safe.
 
     Args:
         rate: requests per second (> 0).
@@ -411,9 +485,9 @@ class RateLimiter:
 
     def __init__(self, rate: float, burst: int = 1) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
-            raise CFRError(f"rate_limit is requests per second (> 0), got {rate!r}")
+            raise InvalidArgumentError(f"rate_limit is requests per second (> 0), got {rate!r}")
         if not (isinstance(burst, int) and burst >= 1):
-            raise CFRError(f"burst must be a whole number >= 1, got {burst!r}")
+            raise InvalidArgumentError(f"burst must be a whole number >= 1, got {burst!r}")
         self.rate = float(rate)
         self.burst = burst
         self._interval = 1.0 / self.rate

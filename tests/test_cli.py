@@ -180,7 +180,6 @@ def test_emulator_command_serves_any_http_client_and_hides_the_secret(tmp_path: 
 def test_demo_runs_offline_and_writes_an_overlay(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("yuface", reason="the [emulator] extra's detector")
     monkeypatch.delenv("NCP_CFR_CLIENT_ID", raising=False)
     monkeypatch.delenv("NCP_CFR_CLIENT_SECRET", raising=False)
     out = tmp_path / "demo.jpg"
@@ -201,3 +200,134 @@ def test_lookalike_default_scales(
     out = capsys.readouterr().out
     assert "best: 이다희" in out and "stable" in out
     assert env.calls("celebrity") >= 3  # several sizes, capped at the photo's own 600 px
+
+
+# -- issue 10: overlays, lookalike verdicts, scale limits, one-line failures ----------------------
+
+
+def test_draw_says_where_each_overlay_went(
+    env: Emulator, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200)], times=None)
+    out = tmp_path / "overlays"
+    assert main(["face", *map(str, photos), "--draw", str(out)]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert f"overlay: {out / 'a.cfr.jpg'}" in captured.out.splitlines()
+    assert f"overlay: {out / 'b.cfr.jpg'}" in captured.out.splitlines()
+    assert captured.err == ""
+
+
+def test_draw_with_jsonl_keeps_stdout_json_and_reports_overlays_on_stderr(
+    env: Emulator, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200)], times=None)
+    out = tmp_path / "overlays"
+    assert main(["face", *map(str, photos), "--draw", str(out), "--jsonl"]) == EXIT_OK
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["file"] for r in records] == [str(p) for p in photos]
+    assert captured.err.splitlines() == [
+        f"ncp-cfr: {photos[0]}: overlay: {out / 'a.cfr.jpg'}",
+        f"ncp-cfr: {photos[1]}: overlay: {out / 'b.cfr.jpg'}",
+    ]
+
+
+def test_draw_never_overwrites_an_overlay_of_the_same_run(
+    env: Emulator, hopper_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200)], times=None)
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.jpg").write_bytes(hopper_path.read_bytes())
+    out = tmp_path / "overlays"
+    inputs = [str(tmp_path / "x" / "same.jpg"), str(tmp_path / "y" / "same.jpg")]
+    assert main(["face", *inputs, "--draw", str(out)]) == EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == ["same-2.cfr.jpg", "same.cfr.jpg"]
+    assert f"overlay: {out / 'same-2.cfr.jpg'}" in capsys.readouterr().out
+
+
+def test_an_overlay_that_cannot_be_written_is_one_line_per_file(
+    env: Emulator, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200)], times=None)
+    not_a_folder = tmp_path / "taken"
+    not_a_folder.write_text("a file where the folder should go")
+    code = main(["face", *map(str, photos), "--draw", str(not_a_folder), "--jsonl"])
+    captured = capsys.readouterr()
+    assert code == EXIT_FAILED
+    lines = captured.err.splitlines()
+    assert len(lines) == 2 and all("cannot write the overlay" in line for line in lines)
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(records) == 2  # one record per file, with its result and the overlay's error
+    assert all(r["result"] is not None and r["error"] is not None for r in records)
+
+
+def test_a_weak_lookalike_is_no_clear_match(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The service always names somebody: a 1 % name at every size is a guess, not a match.
+    env.reply("celebrity", faces=[make_celebrity("그레이스 호퍼", 0.01)], times=None)
+    assert main(["lookalike", str(photos[0]), "--scales", "200,400"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "no clear match" in out and "a match needs 30%" in out
+    assert "best:" not in out and "stable" not in out
+    assert "그레이스 호퍼" in out  # the ranking is still shown
+
+    assert main(["lookalike", str(photos[0]), "--scales", "200,400", "--json"]) == EXIT_OK
+    [record] = json.loads(capsys.readouterr().out)
+    assert record["result"]["best"] is None and record["result"]["stable"] is False
+    assert record["result"]["candidates"][0]["name"] == "그레이스 호퍼"
+
+
+def test_lookalike_match_confidence_option(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("celebrity", faces=[make_celebrity("이다희", 0.2)], times=None)
+    args = ["lookalike", str(photos[0]), "--scales", "200,400"]
+    assert main([*args, "--match-confidence", "0.1"]) == EXIT_OK
+    assert "best: 이다희 (2 of 2 sizes, mean 20%, stable)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--match-confidence", "2"])
+    assert info.value.code == EXIT_USAGE
+
+
+def test_scales_above_the_limit_are_refused_not_capped(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["lookalike", str(photos[0]), "--scales", "320,4096"])
+    assert info.value.code == EXIT_USAGE
+    [line] = capsys.readouterr().err.splitlines()
+    assert "4096 px is above the limit of 2048 px" in line
+    assert env.calls("celebrity") == 0
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["face", "x.jpg", "--concurrency", "0"], ["frobnicate"], []):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == EXIT_USAGE
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("ncp-cfr") and "error:" in line and "--help" in line
+
+
+def test_a_file_that_cannot_be_written_is_one_line_and_exit_1(
+    env: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("face", faces=[make_face(100, 100, 200, 200)], times=None)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["demo", "--out", str(blocker / "demo.jpg")]) == EXIT_FAILED
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("ncp-cfr: error: ") and "Error" in line
+
+
+def test_retry_notices_are_one_line_each_on_stderr(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The SDK logs each retry as a WARNING on the ``ncp_cfr`` logger; the CLI shows them.
+    env.inject("ER21")  # a transient server-side timeout, retried once
+    assert main(["face", str(photos[0])]) == EXIT_OK
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("ncp-cfr: ") and "retry" in err[0]
+    assert env.client_secret not in err[0]

@@ -9,10 +9,21 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ncp_cfr import CelebrityResult, CFRError, FaceResult, ImageError, ServerError, prepare_image
+from ncp_cfr import (
+    CelebrityResult,
+    CFRError,
+    FaceResult,
+    ImageError,
+    InvalidArgumentError,
+    ServerError,
+    prepare_image,
+)
 from ncp_cfr.images import PreparedImage
 from ncp_cfr.models import Analysis, Lookalike
 from ncp_cfr.pipelines import (
+    DEFAULT_MATCH_CONFIDENCE,
+    MAX_SCALE,
+    Batch,
     BatchItem,
     Finished,
     Job,
@@ -341,3 +352,89 @@ def test_rate_limiter_gives_every_thread_its_own_slot() -> None:
 def test_rate_limiter_refuses_nonsense(rate: Any) -> None:
     with pytest.raises(CFRError):
         RateLimiter(rate)
+
+
+# -- issue 10: scale limit, what a match is, batches in notebooks --------------------------------
+
+
+def test_pixel_scales_above_the_limit_are_refused_not_capped() -> None:
+    assert MAX_SCALE == 2048
+    assert resolve_scales([320, 2048], 5000, 4000) == [320, 2048]  # the limit itself is fine
+    with pytest.raises(InvalidArgumentError, match="above the limit of 2048 px"):
+        resolve_scales([320, 4096], 5000, 4000)
+    with pytest.raises(InvalidArgumentError, match="2048"):
+        resolve_scales([2049], 600, 400)  # refused even where the image's own size would cap it
+
+
+def test_fractions_of_a_large_image_are_capped_at_the_limit() -> None:
+    # A fraction asks for a share of the image, whatever its size: the documented cap.
+    assert resolve_scales([0.25, 0.5, 1.0], 6000, 4000) == [1500, 2048]
+    assert resolve_scales([1.0], 600, 400) == [600]
+
+
+def test_a_weak_leader_is_no_clear_match() -> None:
+    found = run_lookalike(
+        {
+            320: celebrities(make_celebrity("A", 0.01)),
+            640: celebrities(make_celebrity("A", 0.02)),
+            1000: celebrities(make_celebrity("A", 0.01)),
+        }
+    )
+    assert found.best is None and not found.stable
+    assert found.candidates[0].name == "A" and found.candidates[0].votes == 3
+    assert found.match_confidence == DEFAULT_MATCH_CONFIDENCE == 0.3
+
+
+def test_a_tie_for_most_votes_is_no_clear_match() -> None:
+    found = run_lookalike(
+        {
+            320: celebrities(make_celebrity("A", 0.6)),
+            640: celebrities(make_celebrity("B", 0.7)),
+            800: celebrities(make_celebrity("A", 0.6)),
+            1000: celebrities(make_celebrity("B", 0.7)),
+        }
+    )
+    assert found.best is None and not found.stable
+    assert [(c.name, c.votes) for c in found.candidates] == [("B", 2), ("A", 2)]
+
+
+def test_match_confidence_sets_the_bar() -> None:
+    answers: dict[int, Outcome] = {
+        320: celebrities(make_celebrity("A", 0.2)),
+        640: celebrities(make_celebrity("A", 0.25)),
+    }
+    assert run_lookalike(answers).best is None
+    relaxed = run_lookalike(answers, match_confidence=0.2)
+    assert relaxed.best is not None and relaxed.best.name == "A" and relaxed.stable
+    for bad in (-0.1, 1.5, "0.3", True):
+        with pytest.raises(InvalidArgumentError):
+            run_lookalike(answers, match_confidence=bad)
+
+
+def test_a_match_without_a_majority_is_best_but_not_stable() -> None:
+    found = run_lookalike(
+        {
+            320: celebrities(make_celebrity("A", 0.5)),
+            480: celebrities(make_celebrity("A", 0.5)),
+            640: celebrities(make_celebrity("B", 0.6)),
+            800: celebrities(make_celebrity("C", 0.6)),
+            1000: celebrities(),
+        }
+    )
+    assert found.best is not None and found.best.name == "A" and not found.stable  # 2 of 5
+
+
+def test_a_batch_is_a_list_that_shows_itself_as_a_table() -> None:
+    good = face_result(make_face(10, 10, 60, 60), make_face(100, 10, 60, 60))
+    items = [
+        BatchItem(0, "photos/a.jpg", result=good),
+        BatchItem(1, b"not an image", error=ImageError("<not> an image")),
+    ]
+    batch = Batch(items)
+    assert isinstance(batch, list) and batch == items and batch[1].error is not None
+    page = batch._repr_html_()
+    assert page.count("<tr>") == 3  # header + 2 inputs
+    assert "<td>photos/a.jpg</td>" in page and "<td>2</td>" in page
+    assert "<td>bytes (12 B)</td>" in page
+    assert "ImageError: &lt;not&gt; an image" in page and "<not>" not in page
+    assert "1 succeeded, 1 failed" in page
