@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from ncp_cfr.images import DEFAULT_MAX_SIDE, prepare_image  # noqa: E402
 
-SAMPLE = Path("/work/shared/images/astronaut.png")
+SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "astronaut.png"
 WIDTH, HEIGHT = 5974, 3988
 
 

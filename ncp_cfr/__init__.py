@@ -9,9 +9,9 @@ with Client() as client:  # NCP_CFR_CLIENT_ID / NCP_CFR_CLIENT_SECRET
 ```
 """
 
+from typing import TYPE_CHECKING
+
 from ncp_cfr._version import __version__
-from ncp_cfr.client import AsyncClient, Client
-from ncp_cfr.draw import blur_faces, crop_faces, draw_faces
 from ncp_cfr.errors import (
     APIConnectionError,
     APIError,
@@ -19,8 +19,10 @@ from ncp_cfr.errors import (
     AuthenticationError,
     BadRequestError,
     CFRError,
+    FontError,
     ImageError,
     ImageTooLargeError,
+    InvalidArgumentError,
     InvalidImageError,
     NotFoundError,
     PermissionDeniedError,
@@ -28,39 +30,100 @@ from ncp_cfr.errors import (
     RateLimitError,
     ServerError,
 )
-from ncp_cfr.images import PreparedImage, Transform, open_image, prepare_image
-from ncp_cfr.models import (
-    Age,
-    Analysis,
-    AnalyzedFace,
-    Celebrity,
-    CelebrityFace,
-    CelebrityResult,
-    Emotion,
-    EmotionValue,
-    Face,
-    FaceResult,
-    Gender,
-    GenderValue,
-    Info,
-    Landmark,
-    Lookalike,
-    LookalikeCandidate,
-    LookalikeScale,
-    Point,
-    Pose,
-    PoseValue,
-    Prediction,
-    Roi,
-    Size,
-    UploadInfo,
-)
-from ncp_cfr.pipelines import BatchItem
+
+if TYPE_CHECKING:
+    from ncp_cfr.client import AsyncClient, Client
+    from ncp_cfr.draw import blur_faces, crop_faces, draw_faces
+    from ncp_cfr.images import PreparedImage, Transform, open_image, prepare_image
+    from ncp_cfr.models import (
+        Age,
+        Analysis,
+        AnalyzedFace,
+        Celebrity,
+        CelebrityFace,
+        CelebrityResult,
+        Emotion,
+        EmotionValue,
+        Face,
+        FaceResult,
+        Gender,
+        GenderValue,
+        Info,
+        Landmark,
+        Lookalike,
+        LookalikeCandidate,
+        LookalikeScale,
+        Point,
+        Pose,
+        PoseValue,
+        Prediction,
+        Roi,
+        Size,
+        UploadInfo,
+    )
+    from ncp_cfr.pipelines import Batch, BatchItem
+
+# Imported on first use (PEP 562): `import ncp_cfr` stays light (only the errors), so the pytest
+# plugin every pytest session loads costs nothing and `--cov=ncp_cfr` measures the project's tests.
+_LAZY = {
+    "AsyncClient": "client",
+    "Client": "client",
+    "blur_faces": "draw",
+    "crop_faces": "draw",
+    "draw_faces": "draw",
+    "PreparedImage": "images",
+    "Transform": "images",
+    "open_image": "images",
+    "prepare_image": "images",
+    "Age": "models",
+    "Analysis": "models",
+    "AnalyzedFace": "models",
+    "Celebrity": "models",
+    "CelebrityFace": "models",
+    "CelebrityResult": "models",
+    "Emotion": "models",
+    "EmotionValue": "models",
+    "Face": "models",
+    "FaceResult": "models",
+    "Gender": "models",
+    "GenderValue": "models",
+    "Info": "models",
+    "Landmark": "models",
+    "Lookalike": "models",
+    "LookalikeCandidate": "models",
+    "LookalikeScale": "models",
+    "Point": "models",
+    "Pose": "models",
+    "PoseValue": "models",
+    "Prediction": "models",
+    "Roi": "models",
+    "Size": "models",
+    "UploadInfo": "models",
+    "Batch": "pipelines",
+    "BatchItem": "pipelines",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ncp_cfr' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"ncp_cfr.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "Batch",
     "BatchItem",
     "Age",
     "Analysis",
@@ -76,12 +139,14 @@ __all__ = [
     "Emotion",
     "EmotionValue",
     "Face",
+    "FontError",
     "FaceResult",
     "Gender",
     "GenderValue",
     "ImageError",
     "ImageTooLargeError",
     "Info",
+    "InvalidArgumentError",
     "InvalidImageError",
     "Landmark",
     "Lookalike",

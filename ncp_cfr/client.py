@@ -1,14 +1,17 @@
-"""The two clients: thin I/O shells around :class:`ncp_cfr.protocol.Call`.
+"""The two clients: thin I/O shells around [`ncp_cfr.protocol.Call`][ncp_cfr.protocol.Call].
 
-:class:`Client` sends with ``httpx.Client`` and sleeps with ``time.sleep``; :class:`AsyncClient`
-sends with ``httpx.AsyncClient`` and sleeps with ``anyio.sleep``. Everything else (what to send,
-what an answer means, whether to retry) is decided once, in :mod:`ncp_cfr.protocol`.
+[`Client`][ncp_cfr.Client] sends with ``httpx.Client`` and sleeps with ``time.sleep``;
+[`AsyncClient`][ncp_cfr.AsyncClient] sends with ``httpx.AsyncClient`` and sleeps with
+``anyio.sleep``. Everything else (what to send, what an answer means, whether to retry) is decided
+once, in [`ncp_cfr.protocol`][ncp_cfr.protocol].
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,7 +24,13 @@ import httpx
 from PIL import Image
 
 from ncp_cfr import protocol
-from ncp_cfr.errors import APIConnectionError, APITimeoutError, CFRError, ImageError
+from ncp_cfr.errors import (
+    APIConnectionError,
+    CFRError,
+    ImageError,
+    InvalidArgumentError,
+    ServerError,
+)
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SIDE,
@@ -30,12 +39,15 @@ from ncp_cfr.images import (
     Transform,
     open_image,
     prepare_image,
+    rereadable,
 )
 from ncp_cfr.models import Analysis, CelebrityResult, FaceResult, Lookalike
 from ncp_cfr.pipelines import (
     DEFAULT_MARGIN,
+    DEFAULT_MATCH_CONFIDENCE,
     DEFAULT_MIN_FACE,
     DEFAULT_SCALES,
+    Batch,
     BatchItem,
     Job,
     Outcome,
@@ -194,7 +206,9 @@ class _ClientBase:
         min_face: int,
         min_confidence: float,
     ) -> Plan[Analysis]:
-        image = _readable_twice(image)
+        # analyze reads its input twice (the upload, the pixels to crop): a stream only once.
+        if not isinstance(image, PreparedImage):
+            image = rereadable(image)
         prepared = self._prepare(image, channel_order)
         pixels, transform = _pixels(image, prepared, channel_order)
         return (
@@ -211,6 +225,7 @@ class _ClientBase:
         channel_order: ChannelOrder,
         scales: Sequence[float],
         min_confidence: float,
+        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
     ) -> Plan[Lookalike]:
         if isinstance(image, PreparedImage):
             pixels = _decode_upload(image)
@@ -218,18 +233,13 @@ class _ClientBase:
             pixels = open_image(image, channel_order=channel_order)
         return (
             yield from lookalike_plan(
-                pixels, scales=scales, min_confidence=min_confidence, max_bytes=self._max_bytes
+                pixels,
+                scales=scales,
+                min_confidence=min_confidence,
+                match_confidence=match_confidence,
+                max_bytes=self._max_bytes,
             )
         )
-
-
-def _readable_twice(image: ImageSource | PreparedImage) -> ImageSource | PreparedImage:
-    # analyze reads its input twice (the upload, the pixels to crop): a stream only once.
-    if hasattr(image, "read") and not isinstance(image, (Image.Image, PreparedImage)):
-        data = image.read()
-        if isinstance(data, (bytes, bytearray)):
-            return bytes(data)
-    return image
 
 
 def _decode_upload(prepared: PreparedImage) -> Image.Image:
@@ -258,7 +268,7 @@ def _as_given(source: object) -> object:
 
 def _check_concurrency(concurrency: int) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise CFRError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+        raise InvalidArgumentError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
 
 
 def _progress_hook(
@@ -269,10 +279,15 @@ def _progress_hook(
         return (lambda done, total: None), (lambda: None)
     if progress is True:
         try:
-            from tqdm.auto import tqdm  # lazy: an optional extra, and slow to import
+            # tqdm.auto picks notebook widgets inside Jupyter, and without ipywidgets it warns
+            # "IProgress not found" (or, in older tqdm, fails): the terminal bar works anywhere.
+            if importlib.util.find_spec("ipywidgets") is not None:
+                from tqdm.auto import tqdm  # lazy: an optional extra, and slow to import
+            else:
+                from tqdm.std import tqdm
         except ImportError as exc:
             raise CFRError(
-                'progress=True needs tqdm: pip install "ncp_cfr[progress]", or pass a '
+                'progress=True needs tqdm: pip install "clova-face[progress]", or pass a '
                 "callable(done, total)"
             ) from exc
         bar = tqdm(total=total, unit="image")
@@ -283,19 +298,36 @@ def _progress_hook(
         return update, bar.close
     if callable(progress):
         return progress, lambda: None
-    raise CFRError(f"progress is True, False or a callable(done, total), got {progress!r}")
+    raise InvalidArgumentError(
+        f"progress is True, False or a callable(done, total), got {progress!r}"
+    )
 
 
 class _Stopped(Exception):
     """A batch was abandoned (an interrupt or a failure elsewhere): send nothing more."""
 
 
-def _transport_error(exc: httpx.TransportError, request: Request) -> APIConnectionError:
+#: What an attempt's I/O may raise that is about the network or the answer, never a bug of
+#: ours: httpx's errors (h11 and httpcore protocol errors surface as these), stream misuse after
+#: an aborted read, and the OS's socket errors from custom transports.
+_IO_ERRORS = (httpx.HTTPError, httpx.StreamError, OSError)
+
+
+def _transport_error(
+    exc: BaseException, request: Request, timeout: float, status: int | None = None
+) -> APIConnectionError | ServerError:
+    """The CFRError for an exception of an attempt's I/O (``status``: the answer's, if any)."""
     # httpx's text can name the host and port, never the headers: safe to keep.
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(
-            f"{request.url} did not answer in time ({type(exc).__name__}); raise timeout= "
-            "or check the network",
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return protocol.attempt_timeout_error(request.url, timeout, type(exc).__name__)
+    if isinstance(exc, httpx.DecodingError):
+        return ServerError(
+            f"the answer from {request.url} could not be decoded ({exc})",
+            status_code=status if status is not None else 0,
+        )
+    if status is not None:
+        return APIConnectionError(
+            f"the answer from {request.url} broke off: {exc or type(exc).__name__}",
             url=request.url,
         )
     return APIConnectionError(
@@ -305,12 +337,80 @@ def _transport_error(exc: httpx.TransportError, request: Request) -> APIConnecti
     )
 
 
-def _deadline_error(request: Request, timeout: float) -> APITimeoutError:
-    return APITimeoutError(
-        f"{request.url} did not finish answering within {timeout:g} s; raise timeout= or check "
-        "the network",
-        url=request.url,
-    )
+_Answer = tuple[int, httpx.Headers, bytes]
+
+
+def _answer_reader(response: httpx.Response, url: str) -> tuple[protocol.AnswerReader, bool]:
+    """A reader for ``response``'s body, and whether the raw stream is still to be read."""
+    # A transport answering from memory (httpx.MockTransport, the emulator's in-process one)
+    # hands over a body httpx has already read and decoded: only the cap is left to check.
+    done = response.is_stream_consumed
+    reader = protocol.AnswerReader(response.status_code, response.headers, url=url, decoded=done)
+    if done:
+        reader.feed(response.content)
+    return reader, not done
+
+
+_CONNECTED = ("connection.connect_tcp.complete", "connection.start_tls.complete")
+
+
+class _SyncAttempt:
+    """One HTTP exchange of a [Client][ncp_cfr.Client], run in a helper thread.
+
+    httpx's timeouts bound each read, so a server that sends one byte at a time can hold a
+    read forever. The caller waits for this thread at most ``timeout`` and then gives up; to
+    free the thread too, it shuts the attempt's socket down, which ends a blocked read at once.
+    The socket is known from httpx's ``trace`` extension (new connections) or the answer's
+    ``network_stream`` (any connection, once the headers are in).
+    """
+
+    def __init__(self, http: httpx.Client, request: Request, timeout: httpx.Timeout) -> None:
+        self._http = http
+        self._request = request
+        self._timeout = timeout
+        self._stream: Any = None
+        self._abandoned = False
+        self.status: int | None = None
+        self.answer: _Answer | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        request = self._request
+        try:
+            with self._http.stream(
+                request.method, request.url, headers=request.headers, files=request.files,
+                timeout=self._timeout, extensions={"trace": self._trace},
+            ) as response:  # fmt: skip
+                self._stream = response.extensions.get("network_stream", self._stream)
+                self.status = response.status_code
+                reader, streaming = _answer_reader(response, request.url)
+                for chunk in response.iter_raw() if streaming else ():
+                    if self._abandoned:
+                        return
+                    reader.feed(chunk)
+                self.answer = (response.status_code, response.headers, reader.body())
+        except BaseException as exc:  # handed to the waiting caller, which maps it
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event in _CONNECTED:
+            self._stream = info.get("return_value")
+
+    def abandon(self) -> None:
+        """Stop the exchange: the caller has given up on it."""
+        self._abandoned = True
+        stream = self._stream
+        if self.done.is_set() or stream is None:
+            return
+        try:
+            sock = stream.get_extra_info("socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # best effort: the read also ends at httpx's own read timeout
+            pass
 
 
 def _pause(seconds: float, stop: threading.Event | None) -> None:
@@ -342,11 +442,13 @@ class Client(_ClientBase):
         max_retries: extra attempts after a transient failure (default 2).
         default_headers: extra headers for every request.
         max_bytes: the upload size limit used when preparing images (default 2,000,000).
-        max_side: the longest side of an upload (see :func:`ncp_cfr.prepare_image`).
+        max_side: the longest side of an upload (see
+            [`ncp_cfr.prepare_image`][ncp_cfr.prepare_image]).
         http_client: your own ``httpx.Client`` (proxies, transports, event hooks); it is not closed
-            by :meth:`close`.
+            by [`close`][ncp_cfr.Client.close].
 
-    Use it as a context manager, or call :meth:`close`, to release the connection pool.
+    Use it as a context manager, or call [`close`][ncp_cfr.Client.close], to release the connection
+    pool.
     """
 
     def __init__(
@@ -377,7 +479,7 @@ class Client(_ClientBase):
 
         Args:
             image: a path, bytes, a binary file object, a ``PIL.Image``, a NumPy-style array
-                (``channel_order="bgr"`` for OpenCV) or a :class:`~ncp_cfr.PreparedImage`.
+                (``channel_order="bgr"`` for OpenCV) or a [`PreparedImage`][ncp_cfr.PreparedImage].
             channel_order: the channel order of an array ``image``.
 
         Returns:
@@ -397,7 +499,8 @@ class Client(_ClientBase):
     ) -> CelebrityResult:
         """Name the most similar celebrity for each face (no positions: see ``analyze``).
 
-        Takes the same ``image`` kinds and raises the same errors as :meth:`detect_faces`.
+        Takes the same ``image`` kinds and raises the same errors as
+        [`detect_faces`][ncp_cfr.Client.detect_faces].
         """
         result = self._call(Endpoint.CELEBRITY, image, channel_order)
         assert isinstance(result, CelebrityResult)
@@ -420,8 +523,9 @@ class Client(_ClientBase):
         ``concurrency`` at a time) and gives each face the name found in its own crop.
 
         Args:
-            image: any image :meth:`detect_faces` takes. Cropping needs the caller's pixels; for
-                a :class:`~ncp_cfr.PreparedImage` the crops come from its (smaller) upload.
+            image: any image [`detect_faces`][ncp_cfr.Client.detect_faces] takes. Cropping needs the
+                caller's pixels; for a [`PreparedImage`][ncp_cfr.PreparedImage] the crops come from
+                its (smaller) upload.
             margin: context kept around each face box, as a fraction of its width/height per
                 side (default 0.35), clipped to the image.
             min_face: faces narrower or lower than this many pixels (of ``image``) are not sent:
@@ -431,9 +535,9 @@ class Client(_ClientBase):
             channel_order: the channel order of an array ``image``.
 
         Returns:
-            The :class:`~ncp_cfr.Analysis`, in the pixels of ``image`` as you see it. A crop call
-            that failed leaves that face with ``lookalike=None`` and ``lookalike_error`` set; the
-            other faces keep theirs.
+            The [`Analysis`][ncp_cfr.Analysis], in the pixels of ``image`` as you see it. A crop
+            call that failed leaves that face with ``lookalike=None`` and ``lookalike_error`` set;
+            the other faces keep theirs.
 
         Raises:
             ImageError: the image could not be prepared (nothing was sent).
@@ -451,6 +555,7 @@ class Client(_ClientBase):
         *,
         scales: Sequence[float] = DEFAULT_SCALES,
         min_confidence: float = 0.0,
+        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
         concurrency: int = _DEFAULT_FAN_OUT,
         channel_order: ChannelOrder = "rgb",
     ) -> Lookalike:
@@ -460,26 +565,32 @@ class Client(_ClientBase):
         sample, several are a vote. Each size votes for its most confident name.
 
         Args:
-            image: any image :meth:`detect_faces` takes; best with one face (crop group photos
-                first, or use :meth:`analyze`).
-            scales: longest sides in pixels (values of at least 50), or fractions of the image's
+            image: any image [`detect_faces`][ncp_cfr.Client.detect_faces] takes; best with one face
+                (crop group photos first, or use [`analyze`][ncp_cfr.Client.analyze]).
+            scales: longest sides in pixels (50 to 2048), or fractions of the image's
                 longest side (values in (0, 1]). Sizes above the image's own are capped to it
-                and repeats merged, so a small image gets fewer calls. Default: 320, 480, 640,
-                800, 1024, 1280, 1600 and 2048 px.
+                and repeats merged, so a small image gets fewer calls; a pixel size above 2048
+                (`ncp_cfr.pipelines.MAX_SCALE`: larger uploads would not fit the service's 2 MB
+                at the size asked) raises `InvalidArgumentError`, while a fraction of a larger
+                image is capped at 2048. Default: 320, 480, 640, 800, 1024, 1280, 1600 and
+                2048 px.
             min_confidence: a size whose best name is under this votes for nobody.
+            match_confidence: the mean confidence the leading name needs to be the match
+                (`best`); see [`Lookalike`][ncp_cfr.Lookalike] for the whole rule.
             concurrency: calls in flight at once.
             channel_order: the channel order of an array ``image``.
 
         Returns:
-            The :class:`~ncp_cfr.Lookalike`: ``best``, ranked ``candidates``, ``stable`` and what
-            each size said (``per_scale``). A size that failed is recorded there.
+            The [`Lookalike`][ncp_cfr.Lookalike]: ``best`` (the match, or `None` when there
+            is no clear match), ranked ``candidates``, ``stable`` and what each size said
+            (``per_scale``). A size that failed is recorded there.
 
         Raises:
             ImageError: the image could not be read.
             CFRError: every size failed (the last size's error), or a bad argument.
         """
         _check_concurrency(concurrency)
-        plan = self._lookalike_plan(image, channel_order, scales, min_confidence)
+        plan = self._lookalike_plan(image, channel_order, scales, min_confidence, match_confidence)
         with ThreadPoolExecutor(concurrency, thread_name_prefix="ncp_cfr") as pool:
             return _SyncJobs(self, pool, concurrency).drive(plan)
 
@@ -492,20 +603,23 @@ class Client(_ClientBase):
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
     ) -> list[BatchItem[FaceResult]]:
-        """:meth:`detect_faces` for many images, concurrently; one failure never stops the rest.
+        """[`detect_faces`][ncp_cfr.Client.detect_faces] for many images, concurrently; one failure
+        never stops the rest.
 
         Args:
-            images: the images (any kind :meth:`detect_faces` takes).
+            images: the images (any kind [`detect_faces`][ncp_cfr.Client.detect_faces] takes).
             concurrency: calls in flight at once (worker threads).
             rate_limit: at most this many requests per second over the whole batch, retries
                 included (``None``: no client-side limit).
-            progress: ``True`` for a tqdm bar (needs ``pip install "ncp_cfr[progress]"``), or a
+            progress: ``True`` for a tqdm bar (needs the ``progress`` extra), or a
                 ``callable(done, total)`` called in this thread after each image.
             channel_order: the channel order of array images.
 
         Returns:
-            One :class:`~ncp_cfr.pipelines.BatchItem` per image, in input order: ``.result``, or
-            ``.error`` (a :class:`~ncp_cfr.CFRError`; an unreadable input is an ``ImageError``).
+            One [`BatchItem`][ncp_cfr.BatchItem] per image, in input order: ``.result``, or
+            ``.error`` (a [`CFRError`][ncp_cfr.CFRError]; an unreadable input is an ``ImageError``).
+            The list is a [`Batch`][ncp_cfr.pipelines.Batch], a `list` that Jupyter shows as
+            a table.
 
         Raises:
             CFRError: a bad argument. Exceptions other than ``CFRError`` (and
@@ -526,7 +640,9 @@ class Client(_ClientBase):
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
     ) -> list[BatchItem[CelebrityResult]]:
-        """:meth:`recognize_celebrities` for many images; see :meth:`detect_faces_many`."""
+        """[`recognize_celebrities`][ncp_cfr.Client.recognize_celebrities] for many images; see
+        [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
+        """
         return self._many(
             images, lambda image: self._celebrity_plan(image, channel_order),
             concurrency=concurrency, rate_limit=rate_limit, progress=progress,
@@ -544,11 +660,12 @@ class Client(_ClientBase):
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
     ) -> list[BatchItem[Analysis]]:
-        """:meth:`analyze` for many images; see :meth:`detect_faces_many`.
+        """[`analyze`][ncp_cfr.Client.analyze] for many images; see
+        [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
 
         ``concurrency`` and ``rate_limit`` count every call: the face calls and the crop calls
         of all images share them. ``margin``, ``min_face`` and ``min_confidence`` are
-        :meth:`analyze`'s.
+        [`analyze`][ncp_cfr.Client.analyze]'s.
         """
 
         def plan(image: ImageSource | PreparedImage) -> Plan[Analysis]:
@@ -605,7 +722,7 @@ class Client(_ClientBase):
             close()
         items.shutdown()
         calls.shutdown()
-        return [item for item in results if item is not None]
+        return Batch(item for item in results if item is not None)
 
     def _call(
         self, endpoint: Endpoint, image: ImageSource | PreparedImage, channel_order: ChannelOrder
@@ -629,7 +746,7 @@ class Client(_ClientBase):
             request = call.request()
             try:
                 status, headers, body = self._send(request)
-            except APIConnectionError as error:
+            except (APIConnectionError, ServerError) as error:
                 outcome = call.on_transport_error(error)
             else:
                 outcome = call.on_response(status, headers, body)
@@ -638,24 +755,29 @@ class Client(_ClientBase):
                 continue
             return _settle(outcome)
 
-    def _send(self, request: Request) -> tuple[int, httpx.Headers, bytes]:
-        deadline = time.monotonic() + self._settings.timeout
+    def _send(self, request: Request) -> _Answer:
+        """One attempt, over within ``timeout`` whatever the server does."""
+        timeout = self._settings.timeout
+        attempt = _SyncAttempt(self._http, request, self._httpx_timeout())
+        worker = threading.Thread(target=attempt.run, name="ncp_cfr-attempt", daemon=True)
+        worker.start()
         try:
-            with self._http.stream(
-                request.method,
-                request.url,
-                headers=request.headers,
-                files=request.files,
-                timeout=self._httpx_timeout(),
-            ) as response:
-                chunks = []
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise _deadline_error(request, self._settings.timeout)
-                return response.status_code, response.headers, b"".join(chunks)
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, request) from None
+            finished = attempt.done.wait(timeout)
+        except BaseException:  # an interrupt: do not leave the exchange running
+            attempt.abandon()
+            raise
+        if not finished:
+            attempt.abandon()
+            raise protocol.attempt_timeout_error(request.url, timeout)
+        if attempt.error is not None:
+            error = attempt.error
+            if isinstance(error, (APIConnectionError, ServerError)):
+                raise error
+            if isinstance(error, _IO_ERRORS):
+                raise _transport_error(error, request, timeout, attempt.status) from None
+            raise error
+        assert attempt.answer is not None
+        return attempt.answer
 
     def close(self) -> None:
         """Release the connection pool (not a pool you passed as ``http_client``)."""
@@ -675,11 +797,11 @@ class Client(_ClientBase):
 
 
 class AsyncClient(_ClientBase):
-    """Asynchronous CFR client: the same methods as :class:`Client`, awaitable.
+    """Asynchronous CFR client: the same methods as [`Client`][ncp_cfr.Client], awaitable.
 
-    Takes the same arguments as :class:`Client`, with ``http_client`` an ``httpx.AsyncClient``.
-    Image preparation runs in a worker thread so a large photo does not block the event loop.
-    Use ``async with``, or ``await client.aclose()``.
+    Takes the same arguments as [`Client`][ncp_cfr.Client], with ``http_client`` an
+    ``httpx.AsyncClient``. Image preparation runs in a worker thread so a large photo does not block
+    the event loop. Use ``async with``, or ``await client.aclose()``.
     """
 
     def __init__(
@@ -706,7 +828,7 @@ class AsyncClient(_ClientBase):
     async def detect_faces(
         self, image: ImageSource | PreparedImage, *, channel_order: ChannelOrder = "rgb"
     ) -> FaceResult:
-        """Find faces; see :meth:`Client.detect_faces`."""
+        """Find faces; see [`Client.detect_faces`][ncp_cfr.Client.detect_faces]."""
         result = await self._call(Endpoint.FACE, image, channel_order)
         assert isinstance(result, FaceResult)
         return result
@@ -714,7 +836,9 @@ class AsyncClient(_ClientBase):
     async def recognize_celebrities(
         self, image: ImageSource | PreparedImage, *, channel_order: ChannelOrder = "rgb"
     ) -> CelebrityResult:
-        """Name the most similar celebrity per face; see :meth:`Client.recognize_celebrities`."""
+        """Name the most similar celebrity per face; see
+        [`Client.recognize_celebrities`][ncp_cfr.Client.recognize_celebrities].
+        """
         result = await self._call(Endpoint.CELEBRITY, image, channel_order)
         assert isinstance(result, CelebrityResult)
         return result
@@ -729,7 +853,8 @@ class AsyncClient(_ClientBase):
         concurrency: int = _DEFAULT_FAN_OUT,
         channel_order: ChannelOrder = "rgb",
     ) -> Analysis:
-        """Faces with their attributes and each face's own lookalike; see :meth:`Client.analyze`.
+        """Faces with their attributes and each face's own lookalike; see
+        [`Client.analyze`][ncp_cfr.Client.analyze].
 
         Cropping and encoding run in worker threads, the calls in a task group.
         """
@@ -743,12 +868,15 @@ class AsyncClient(_ClientBase):
         *,
         scales: Sequence[float] = DEFAULT_SCALES,
         min_confidence: float = 0.0,
+        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
         concurrency: int = _DEFAULT_FAN_OUT,
         channel_order: ChannelOrder = "rgb",
     ) -> Lookalike:
-        """Names voted across upload sizes; see :meth:`Client.find_lookalike`."""
+        """Names voted across upload sizes; see
+        [`Client.find_lookalike`][ncp_cfr.Client.find_lookalike].
+        """
         _check_concurrency(concurrency)
-        plan = self._lookalike_plan(image, channel_order, scales, min_confidence)
+        plan = self._lookalike_plan(image, channel_order, scales, min_confidence, match_confidence)
         return await _AsyncJobs(self, concurrency).drive(plan)
 
     async def detect_faces_many(
@@ -760,7 +888,8 @@ class AsyncClient(_ClientBase):
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
     ) -> list[BatchItem[FaceResult]]:
-        """:meth:`detect_faces` for many images; see :meth:`Client.detect_faces_many`.
+        """[`detect_faces`][ncp_cfr.AsyncClient.detect_faces] for many images; see
+        [`Client.detect_faces_many`][ncp_cfr.Client.detect_faces_many].
 
         The calls run in one task group: cancelling the awaiting task cancels every call in
         flight and sends nothing more. ``progress`` callables run in the event loop.
@@ -779,7 +908,9 @@ class AsyncClient(_ClientBase):
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
     ) -> list[BatchItem[CelebrityResult]]:
-        """:meth:`recognize_celebrities` for many images; see :meth:`Client.detect_faces_many`."""
+        """[`recognize_celebrities`][ncp_cfr.AsyncClient.recognize_celebrities] for many images; see
+        [`Client.detect_faces_many`][ncp_cfr.Client.detect_faces_many].
+        """
         return await self._many(
             images, lambda image: self._celebrity_plan(image, channel_order),
             concurrency=concurrency, rate_limit=rate_limit, progress=progress, light_finish=True,
@@ -797,7 +928,9 @@ class AsyncClient(_ClientBase):
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
     ) -> list[BatchItem[Analysis]]:
-        """:meth:`analyze` for many images; see :meth:`Client.analyze_many`."""
+        """[`analyze`][ncp_cfr.AsyncClient.analyze] for many images; see
+        [`Client.analyze_many`][ncp_cfr.Client.analyze_many].
+        """
 
         def plan(image: ImageSource | PreparedImage) -> Plan[Analysis]:
             return self._analyze_plan(image, channel_order, margin, min_face, min_confidence)
@@ -854,7 +987,7 @@ class AsyncClient(_ClientBase):
             _reraise_single(failed)
         finally:
             close()
-        return [item for item in results if item is not None]
+        return Batch(item for item in results if item is not None)
 
     async def _call(
         self, endpoint: Endpoint, image: ImageSource | PreparedImage, channel_order: ChannelOrder
@@ -875,7 +1008,7 @@ class AsyncClient(_ClientBase):
             request = call.request()
             try:
                 status, headers, body = await self._send(request)
-            except APIConnectionError as error:
+            except (APIConnectionError, ServerError) as error:
                 outcome = call.on_transport_error(error)
             else:
                 outcome = call.on_response(status, headers, body)
@@ -884,24 +1017,27 @@ class AsyncClient(_ClientBase):
                 continue
             return _settle(outcome)
 
-    async def _send(self, request: Request) -> tuple[int, httpx.Headers, bytes]:
-        deadline = time.monotonic() + self._settings.timeout
+    async def _send(self, request: Request) -> _Answer:
+        """One attempt, over within ``timeout`` whatever the server does."""
+        timeout = self._settings.timeout
+        status: int | None = None
         try:
-            async with self._http.stream(
-                request.method,
-                request.url,
-                headers=request.headers,
-                files=request.files,
-                timeout=self._httpx_timeout(),
-            ) as response:
-                chunks = []
-                async for chunk in response.aiter_bytes():
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise _deadline_error(request, self._settings.timeout)
-                return response.status_code, response.headers, b"".join(chunks)
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, request) from None
+            # Cancellation bounds the attempt as a whole: connect, send, headers and body.
+            with anyio.fail_after(timeout):
+                async with self._http.stream(
+                    request.method, request.url, headers=request.headers, files=request.files,
+                    timeout=self._httpx_timeout(),
+                ) as response:  # fmt: skip
+                    status = response.status_code
+                    reader, streaming = _answer_reader(response, request.url)
+                    if streaming:
+                        async for chunk in response.aiter_raw():
+                            reader.feed(chunk)
+                    return status, response.headers, reader.body()
+        except TimeoutError:
+            raise protocol.attempt_timeout_error(request.url, timeout) from None
+        except _IO_ERRORS as exc:
+            raise _transport_error(exc, request, timeout, status) from None
 
     async def aclose(self) -> None:
         """Release the connection pool (not a pool you passed as ``http_client``)."""
@@ -928,7 +1064,9 @@ class AsyncClient(_ClientBase):
 
 
 class _SyncJobs:
-    """Runs plans for a :class:`Client`: at most ``slots`` calls at once, paced by ``rate``."""
+    """Runs plans for a [`Client`][ncp_cfr.Client]: at most ``slots`` calls at once, paced by
+    ``rate``.
+    """
 
     def __init__(
         self,
@@ -969,7 +1107,8 @@ class _SyncJobs:
 
 
 class _AsyncJobs:
-    """Runs plans for an :class:`AsyncClient`: at most ``slots`` calls at once, paced by ``rate``.
+    """Runs plans for an [`AsyncClient`][ncp_cfr.AsyncClient]: at most ``slots`` calls at once,
+    paced by ``rate``.
 
     Plans are advanced in a worker thread: a step may crop and encode images. With
     ``light_finish`` (single-call plans, whose last step only hands the result back) the step

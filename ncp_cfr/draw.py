@@ -1,11 +1,11 @@
-"""Pictures of results: overlays (:func:`draw_faces`), crops (:func:`crop_faces`) and
-anonymisation (:func:`blur_faces`).
+"""Pictures of results: overlays ([`draw_faces`][ncp_cfr.draw_faces]), crops
+([`crop_faces`][ncp_cfr.crop_faces]) and anonymisation ([`blur_faces`][ncp_cfr.blur_faces]).
 
-Every function loads the image the way the client does (:func:`ncp_cfr.images.open_image`), so a
-result's coordinates land where the service saw the faces, and returns a new image: the caller's
-image is never modified. Sizes that are not given (line width, font size, marker size, blur
-strength) are derived from the image and the faces, so the defaults look the same on a 300 px crop
-and on a 24 MP photo.
+Every function loads the image the way the client does
+([`ncp_cfr.images.open_image`][ncp_cfr.open_image]), so a result's coordinates land where the
+service saw the faces, and returns a new image: the caller's image is never modified. Sizes that are
+not given (line width, font size, marker size, blur strength) are derived from the image and the
+faces, so the defaults look the same on a 300 px crop and on a 24 MP photo.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Literal, TypeGuard, Union, cast
 from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
 
 from ncp_cfr import fonts
+from ncp_cfr.errors import InvalidArgumentError
 from ncp_cfr.images import ImageSource, open_image
 from ncp_cfr.models import (
     Analysis,
@@ -82,38 +83,40 @@ def draw_faces(
     draw_faces("photo.jpg", result).save("faces.jpg")
     ```
 
-    For a :class:`~ncp_cfr.models.FaceResult` each face gets its box, its five landmarks as dots
+    For a [`FaceResult`][ncp_cfr.FaceResult] each face gets its box, its five landmarks as dots
     sized to the face (none when the service sent no landmarks) and a label such as
     ``female 24~28 · smile`` (plus the pose when it is not frontal). For an
-    :class:`~ncp_cfr.models.Analysis` the label adds the face's lookalike (``이다희 61%``).
-    A :class:`~ncp_cfr.models.CelebrityResult` has no positions, so its names are listed,
+    [`Analysis`][ncp_cfr.Analysis] the label adds the face's lookalike (``이다희 61%``).
+    A [`CelebrityResult`][ncp_cfr.CelebrityResult] has no positions, so its names are listed,
     most confident first, in a panel at the top left.
 
     Labels sit above their box, or below it when there is no room, and always inside the image.
-    Names need a font with Hangul (see :mod:`ncp_cfr.fonts`); without one, a warning is issued
-    once per process and the characters the font cannot draw are replaced by ``?``.
+    Names need a font with Hangul (see [`find_font`][ncp_cfr.fonts.find_font]); without one, a
+    warning is issued once per process and the characters the font cannot draw are replaced by
+    ``?``.
 
     Args:
         image: the image the result was computed for: a path, bytes, a binary file, a PIL image
-            or an array (see :func:`ncp_cfr.images.open_image`). It is not modified.
-        result: what :meth:`~ncp_cfr.Client.detect_faces`, :meth:`~ncp_cfr.Client.analyze` or
-            :meth:`~ncp_cfr.Client.recognize_celebrities` returned.
+            or an array (see [`ncp_cfr.images.open_image`][ncp_cfr.open_image]). It is not modified.
+        result: what [`detect_faces`][ncp_cfr.Client.detect_faces],
+            [`analyze`][ncp_cfr.Client.analyze] or
+            [`recognize_celebrities`][ncp_cfr.Client.recognize_celebrities] returned.
         boxes: draw the face boxes.
         landmarks: draw the five landmarks.
         labels: draw the labels (and the panel of a celebrity result).
         color: one colour for every face, or a sequence of colours used in turn. The default
-            gives each face its own colour from :data:`PALETTE`.
+            gives each face its own colour from ``ncp_cfr.draw.PALETTE``.
         landmark_color: the fill of the landmark dots; by default the face's colour. The dots
             always get an outline that contrasts with their fill.
         line_width: the box line width in pixels; by default 1/300 of the image's size (the
             square root of its area; at least 2 px), and never heavier than a small face can
             carry.
         font: a font file path or a loaded Pillow font; by default resolved by
-            :func:`ncp_cfr.fonts.find_font`.
+            [`ncp_cfr.fonts.find_font`][ncp_cfr.fonts.find_font].
         font_size: the label font size in pixels; by default 2.8% of the image's size
             (at least 12 px), or the size of a loaded ``font``.
         label: a function from a face to its label text (``""`` for none; may contain newlines),
-            instead of :func:`face_label`.
+            instead of [`face_label`][ncp_cfr.draw.face_label].
         min_confidence: names (lookalikes, celebrity entries) below this confidence are left
             out. Faces are always drawn: the face endpoint gives no detection confidence.
         channel_order: ``"bgr"`` for OpenCV arrays; ignored for other inputs.
@@ -124,11 +127,11 @@ def draw_faces(
     Raises:
         ncp_cfr.errors.ImageError: ``image`` cannot be read.
         ncp_cfr.fonts.FontError: ``font`` or ``NCP_CFR_FONT`` is not a readable font file.
-        TypeError: ``result`` is not a result of this SDK.
+        InvalidArgumentError: ``result`` is not a result of this SDK.
     """
     canvas = open_image(image, channel_order=channel_order).convert("RGB")
     if not isinstance(result, (FaceResult, Analysis, CelebrityResult)):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"draw_faces expects a FaceResult, Analysis or CelebrityResult, got {result!r}"
         )
     text_font = None
@@ -168,17 +171,18 @@ def draw_faces(
 
 
 def face_label(face: Face, min_confidence: float = 0.0, *, confidences: bool = False) -> str:
-    """The default label of a face, as :func:`draw_faces` draws it.
+    """The default label of a face, as [`draw_faces`][ncp_cfr.draw_faces] draws it.
 
     ``"female 24~28 · smile"``, plus the pose when it is not frontal (``· left face``), plus, for
-    a face of an :class:`~ncp_cfr.models.Analysis`, a second line with its lookalike
+    a face of an [`Analysis`][ncp_cfr.Analysis], a second line with its lookalike
     (``"이다희 61%"``) when its confidence is at least ``min_confidence``.
 
     Args:
         face: a face of a result.
         min_confidence: the lowest lookalike confidence shown.
         confidences: append each attribute's confidence (``female 99%``): pass
-            ``label=lambda f: face_label(f, confidences=True)`` to :func:`draw_faces`.
+            ``label=lambda f: face_label(f, confidences=True)`` to
+            [`draw_faces`][ncp_cfr.draw_faces].
 
     Returns:
         The label text, possibly with a newline; ``""`` when the face has nothing to say.
@@ -234,8 +238,8 @@ def crop_faces(
 
     Args:
         image: the image the result was computed for (any input of
-            :func:`ncp_cfr.images.open_image`). It is not modified.
-        result: a :class:`~ncp_cfr.models.FaceResult` or :class:`~ncp_cfr.models.Analysis`.
+            [`ncp_cfr.images.open_image`][ncp_cfr.open_image]). It is not modified.
+        result: a [`FaceResult`][ncp_cfr.FaceResult] or [`Analysis`][ncp_cfr.Analysis].
         margin: the context to add, as a fraction of the box size (``0`` for the bare box).
         square: make each box square (its longer side, around its centre) before clipping;
             crops at the image border can still come out non-square.
@@ -246,8 +250,8 @@ def crop_faces(
 
     Raises:
         ncp_cfr.errors.ImageError: ``image`` cannot be read.
-        TypeError: ``result`` has no face positions (a ``CelebrityResult``).
-        ValueError: ``margin`` is negative.
+        InvalidArgumentError: ``result`` has no face positions (a ``CelebrityResult``), or
+            ``margin`` is negative.
     """
     faces = _positioned_faces(result, "crop_faces")
     _check_margin(margin)
@@ -281,8 +285,8 @@ def blur_faces(
 
     Args:
         image: the image the result was computed for (any input of
-            :func:`ncp_cfr.images.open_image`). It is not modified.
-        result: a :class:`~ncp_cfr.models.FaceResult` or :class:`~ncp_cfr.models.Analysis`.
+            [`ncp_cfr.images.open_image`][ncp_cfr.open_image]). It is not modified.
+        result: a [`FaceResult`][ncp_cfr.FaceResult] or [`Analysis`][ncp_cfr.Analysis].
         method: ``"gaussian"`` (a smooth blur) or ``"pixelate"`` (coarse blocks).
         strength: the Gaussian radius or the pixel block size, in pixels. By default 1/8 (blur)
             or 1/10 (blocks) of the face's longer side: strong enough that the face cannot be
@@ -298,17 +302,19 @@ def blur_faces(
 
     Raises:
         ncp_cfr.errors.ImageError: ``image`` cannot be read.
-        TypeError: ``result`` has no face positions (a ``CelebrityResult``).
-        ValueError: an unknown ``method`` or ``shape``, a negative ``margin`` or a
-            ``strength`` that is not positive.
+        InvalidArgumentError: ``result`` has no face positions (a ``CelebrityResult``), an
+            unknown ``method`` or ``shape``, a negative ``margin`` or a ``strength`` that is not
+            positive.
     """
     faces = _positioned_faces(result, "blur_faces")
     if method not in ("gaussian", "pixelate"):
-        raise ValueError(f"method must be 'gaussian' or 'pixelate', not {method!r}")
+        raise InvalidArgumentError(f"method must be 'gaussian' or 'pixelate', not {method!r}")
     if shape not in ("rect", "ellipse"):
-        raise ValueError(f"shape must be 'rect' or 'ellipse', not {shape!r}")
+        raise InvalidArgumentError(f"shape must be 'rect' or 'ellipse', not {shape!r}")
     if strength is not None and not strength > 0:
-        raise ValueError(f"strength must be a positive number of pixels, not {strength!r}")
+        raise InvalidArgumentError(
+            f"strength must be a positive number of pixels, not {strength!r}"
+        )
     _check_margin(margin)
 
     canvas = open_image(image, channel_order=channel_order)
@@ -390,7 +396,7 @@ def _face_colors(color: Color | Sequence[Color] | None, count: int) -> list[tupl
     else:
         palette = [_rgb(c) for c in cast("Sequence[Color]", color)]
         if not palette:
-            raise ValueError("color must not be an empty sequence")
+            raise InvalidArgumentError("color must not be an empty sequence")
     return [palette[i % len(palette)] for i in range(count)]
 
 
@@ -535,7 +541,7 @@ def _warn_missing_glyphs() -> None:
     warnings.warn(
         "ncp_cfr.draw_faces: the label font has no glyphs for some characters (Hangul names?), "
         f"so they were drawn as {_MISSING_TEXT!r}. To draw them, install a Hangul font with "
-        f'`pip install "ncp_cfr[fonts]"` or set {fonts.ENV_VAR} to a .ttf/.otf/.ttc file '
+        f'`pip install "clova-face[fonts]"` or set {fonts.ENV_VAR} to a .ttf/.otf/.ttc file '
         "that has them (or pass font=).",
         UserWarning,
         stacklevel=3,
@@ -547,18 +553,20 @@ def _warn_missing_glyphs() -> None:
 
 def _positioned_faces(result: object, caller: str) -> list[Face]:
     if isinstance(result, CelebrityResult):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"{caller} needs face positions, and a CelebrityResult has none (the celebrity "
             "endpoint does not say where faces are): use detect_faces() or analyze()"
         )
     if not isinstance(result, (FaceResult, Analysis)):
-        raise TypeError(f"{caller} expects a FaceResult or Analysis, got {result!r}")
+        raise InvalidArgumentError(f"{caller} expects a FaceResult or Analysis, got {result!r}")
     return list(result.faces)
 
 
 def _check_margin(margin: float) -> None:
     if not margin >= 0:
-        raise ValueError(f"margin must be 0 or more (a fraction of the box size), not {margin!r}")
+        raise InvalidArgumentError(
+            f"margin must be 0 or more (a fraction of the box size), not {margin!r}"
+        )
 
 
 def _check_size(result: FaceResult | Analysis, image: Image.Image) -> None:

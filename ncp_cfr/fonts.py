@@ -1,18 +1,20 @@
 """Finding a font that can draw Hangul, so celebrity names render as names, not boxes.
 
 Pillow draws nothing but its own tiny Latin font unless it is given a font file, and no font
-Pillow can find by itself has Hangul. :func:`find_font` looks, in this order, for:
+Pillow can find by itself has Hangul. [`find_font`][ncp_cfr.fonts.find_font] looks, in this order,
+for:
 
 1. the ``font=`` argument (a path, or an already loaded font);
 2. the file named by the ``NCP_CFR_FONT`` environment variable;
 3. a font with Hangul installed on the system (Apple SD Gothic Neo on macOS, Malgun Gothic on
    Windows, Noto Sans CJK or Nanum fonts on Linux, then whatever ``fc-list :lang=ko`` reports);
-4. NanumGothic from the optional ``ncp_cfr[fonts]`` extra (the ``koreanize-matplotlib`` package,
+4. NanumGothic from the optional ``fonts`` extra (the ``koreanize-matplotlib`` package,
    which ships it under the SIL Open Font License).
 
 Explicit choices (1 and 2) are used as given, and a path that cannot be loaded raises
-:class:`FontError`. Discovered fonts (3 and 4) must prove they have Hangul glyphs first. The
-discovery runs once per process; :func:`clear_font_cache` forgets it (after installing a font).
+[`FontError`][ncp_cfr.FontError]. Discovered fonts (3 and 4) must prove they have Hangul glyphs
+first. The discovery runs once per process; [`clear_font_cache`][ncp_cfr.fonts.clear_font_cache]
+forgets it (after installing a font).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Union
 
 from PIL import ImageFont
 
-from ncp_cfr.errors import CFRError
+from ncp_cfr.errors import FontError
 
 __all__ = [
     "ENV_VAR",
@@ -51,7 +53,7 @@ LoadedFont = Union[ImageFont.FreeTypeFont, ImageFont.ImageFont]
 FontLike = Union[str, "os.PathLike[str]", ImageFont.FreeTypeFont, ImageFont.ImageFont]
 
 _INSTALL_HINT = (
-    'install a Hangul font with `pip install "ncp_cfr[fonts]"`, or point the '
+    'install a Hangul font with `pip install "clova-face[fonts]"`, or point the '
     f"{ENV_VAR} environment variable (or the font= argument) at a .ttf/.otf/.ttc file"
 )
 
@@ -80,10 +82,6 @@ _KOREAN_NAME_HINTS = (
     "kr",
 )
 _FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
-
-
-class FontError(CFRError, ValueError):
-    """A font given explicitly (``font=`` or ``NCP_CFR_FONT``) could not be loaded."""
 
 
 def find_font(font: FontLike | None = None) -> Path | None:
@@ -116,8 +114,8 @@ def load_font(size: int, font: FontLike | None = None) -> LoadedFont:
 
     Args:
         size: the font size in pixels (ignored by Pillow's legacy bitmap fonts).
-        font: as for :func:`find_font`. A loaded TrueType font is returned at ``size``; a bitmap
-            font is returned as is.
+        font: as for [`find_font`][ncp_cfr.fonts.find_font]. A loaded TrueType font is returned at
+            ``size``; a bitmap font is returned as is.
 
     Returns:
         The resolved font, or Pillow's built-in font when none was found (Latin only).

@@ -1,10 +1,10 @@
 """Any photo in, a compliant upload out, and the way back to the caller's pixels.
 
 The CLOVA Face Recognition service takes one JPEG or PNG of at most 2 MB, at least 50 px on each
-side and with ``width < 4 * height`` (see ``cfr-api.md``). :func:`prepare_image` turns whatever the
-caller has (a path, bytes, a file object, a ``PIL.Image`` or a NumPy-style array) into such an
-upload and returns, with the bytes, the :class:`Transform` from the caller's pixels to the
-uploaded ones, so that coordinates in the answer can be mapped back.
+side and with ``width < 4 * height`` (see ``cfr-api.md``). [`prepare_image`][ncp_cfr.prepare_image]
+turns whatever the caller has (a path, bytes, a file object, a ``PIL.Image`` or a NumPy-style array)
+into such an upload and returns, with the bytes, the [`Transform`][ncp_cfr.Transform] from the
+caller's pixels to the uploaded ones, so that coordinates in the answer can be mapped back.
 
 What is done, in order:
 
@@ -12,7 +12,7 @@ What is done, in order:
    first bytes (never from the file name), the size is read from the header and checked against
    ``max_pixels`` before any pixel is decoded. HEIC/HEIF goes through the optional ``pillow-heif``.
    PIL images and arrays are used as they are (arrays converted by the rules of
-   :func:`prepare_image`).
+   [`prepare_image`][ncp_cfr.prepare_image]).
 2. **Pass through.** An encoded JPEG or PNG that already satisfies every rule is sent byte for
    byte, after reading only its header.
 3. **Decode small.** A JPEG larger than needed is decoded by libjpeg at 1/2, 1/4 or 1/8 scale
@@ -48,7 +48,7 @@ from typing import IO, Any, BinaryIO, ClassVar, Literal, Protocol, Union
 
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
-from .errors import ImageError
+from .errors import ImageError, InvalidArgumentError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -61,6 +61,7 @@ __all__ = [
     "Transform",
     "open_image",
     "prepare_image",
+    "rereadable",
 ]
 
 DEFAULT_MAX_BYTES = 2_000_000
@@ -156,7 +157,7 @@ class Transform:
 
     def __post_init__(self) -> None:
         if not (self.scale_x > 0 and self.scale_y > 0):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Transform scales must be positive, got {self.scale_x}, {self.scale_y}"
             )
 
@@ -216,8 +217,10 @@ class PreparedImage:
         height: height of the uploaded image.
         source_width: width of the caller's image as the caller sees it (upright for files).
         source_height: height of the caller's image as the caller sees it.
-        transform: maps caller pixels to upload pixels; use :meth:`Transform.to_source` and
-            :meth:`Transform.box_to_source` on the service's answer.
+        transform: maps caller pixels to upload pixels; use
+            [`Transform.to_source`][ncp_cfr.images.Transform.to_source] and
+            [`Transform.box_to_source`][ncp_cfr.images.Transform.box_to_source] on the service's
+            answer.
         reencoded: ``False`` when the caller's own JPEG/PNG bytes are sent byte for byte.
         quality: the JPEG quality used when re-encoded, else ``None``.
     """
@@ -307,7 +310,8 @@ def open_image(
     images, so ``draw_faces(path, client.detect_faces(path))`` lines up.
 
     Args:
-        source: any :data:`ImageSource` (see :func:`prepare_image` for the array rules).
+        source: any [`ImageSource`][ncp_cfr.images.ImageSource] (see
+            [`prepare_image`][ncp_cfr.prepare_image] for the array rules).
         channel_order: ``"bgr"`` for OpenCV arrays.
         max_pixels: refuse encoded images with more pixels than this (``None``: no limit).
 
@@ -438,6 +442,26 @@ def _text_mode_message(source: object, hint: str | None) -> str:
 
 
 def _from_file_object(source: Any, hint: str | None) -> _Encoded:
+    data, name = _read_file_object(source, hint)
+    return _from_bytes(data, name)
+
+
+def rereadable(source: ImageSource) -> ImageSource:
+    """``source`` in a form that can be read more than once.
+
+    A binary file object is read once, its position restored (when it can seek) so the caller
+    can use it again, and its bytes returned; any other source is returned as it is.
+
+    Raises:
+        ImageError: the stream cannot be read, or is in text mode.
+    """
+    if hasattr(source, "read") and not isinstance(source, Image.Image):
+        return _read_file_object(source, None)[0]
+    return source
+
+
+def _read_file_object(source: Any, hint: str | None) -> tuple[bytes, str]:
+    """The bytes of a file object from its current position, and its name for messages."""
     name = hint or (source.name if isinstance(getattr(source, "name", None), str) else None)
     name = repr(name) if name else "the file object"
     position: int | None = None
@@ -455,7 +479,7 @@ def _from_file_object(source: Any, hint: str | None) -> _Encoded:
         raise ImageError(_text_mode_message(source, hint))
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageError(f"{name}.read() returned {type(data).__name__}, not bytes")
-    return _from_bytes(bytes(data), name)
+    return bytes(data), name
 
 
 def _array_to_image(source: Any, channel_order: str) -> Image.Image:
@@ -549,7 +573,7 @@ def _candidates(prefix: bytes, name: str) -> tuple[list[_Factory], bool]:
         except ImportError as exc:
             raise ImageError(
                 f"{name} is a HEIC/HEIF image: reading it needs the optional package "
-                'pillow-heif: pip install "ncp_cfr[heic]"'
+                'pillow-heif: pip install "clova-face[heic]"'
             ) from exc
         # Used directly rather than registered: the global plugin registry stays untouched.
         return [lambda fp, _name: pillow_heif.HeifImageFile(fp)], False
@@ -628,7 +652,7 @@ def _unrecognised_message(source: _Encoded) -> str:
         what = f"it starts with {source.prefix[:12]!r}"
     return (
         f"{source.name} is not an image this SDK can read ({what}): pass a JPEG, PNG, WebP, "
-        'BMP, TIFF or GIF file, or a HEIC with pip install "ncp_cfr[heic]"'
+        'BMP, TIFF or GIF file, or a HEIC with pip install "clova-face[heic]"'
     )
 
 
@@ -892,8 +916,14 @@ def _passes_through(
         return False
     data = source.read_all()
     if im.format == "JPEG":
-        # CMYK JPEGs are not read by every decoder; a missing end marker means truncation.
-        return im.mode in ("L", "RGB") and data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
+        # CMYK JPEGs are not read by every decoder; a missing end marker means truncation. An
+        # MPO (phones' portrait and 3D modes: a JPEG with more frames appended, announced in an
+        # APP2 "MPF" segment) is re-encoded so that only its first frame is sent.
+        return (
+            im.mode in ("L", "RGB")
+            and "mp" not in im.info
+            and data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
+        )
     # PNG: 8-bit or less, no transparency, one frame, no EXIF (which may carry an orientation
     # stored after the pixels, and which we would not read without decoding), ends with IEND.
     bit_depth, colour_type = data[24], data[25]

@@ -170,19 +170,21 @@ class Prediction(_Model):
 
 
 class Gender(Prediction):
-    """``male`` / ``female`` (a :class:`GenderValue`), or an unknown string kept as is."""
+    """``male`` / ``female`` (a [`GenderValue`][ncp_cfr.GenderValue]), or an unknown string kept as
+    is.
+    """
 
     value: GenderValue | str = Field(union_mode="left_to_right")
 
 
 class Emotion(Prediction):
-    """One of :class:`EmotionValue`, or an unknown string kept as is."""
+    """One of [`EmotionValue`][ncp_cfr.EmotionValue], or an unknown string kept as is."""
 
     value: EmotionValue | str = Field(union_mode="left_to_right")
 
 
 class Pose(Prediction):
-    """One of :class:`PoseValue`, or an unknown string kept as is."""
+    """One of [`PoseValue`][ncp_cfr.PoseValue], or an unknown string kept as is."""
 
     value: PoseValue | str = Field(union_mode="left_to_right")
 
@@ -191,7 +193,9 @@ _AGE_RANGE = re.compile(r"^\s*(\d+)\s*~\s*(\d+)\s*$")
 
 
 class Age(Prediction):
-    """An age window as sent (``"22~26"``), with :attr:`low` and :attr:`high` parsed from it."""
+    """An age window as sent (``"22~26"``), with [`low`][ncp_cfr.models.Age.low] and
+    [`high`][ncp_cfr.models.Age.high] parsed from it.
+    """
 
     @property
     def low(self) -> int | None:
@@ -232,6 +236,11 @@ class Face(_Model):
                 return None
         return value
 
+    def _repr_html_(self) -> str:
+        from ncp_cfr import display  # lazy: notebooks only
+
+        return display.face_html(self)
+
 
 class Celebrity(Prediction):
     """The most similar celebrity's name (often Hangul) and the similarity confidence."""
@@ -241,6 +250,11 @@ class CelebrityFace(_Model):
     """One face of a celebrity answer. The service does not say where this face is."""
 
     celebrity: Celebrity
+
+    def _repr_html_(self) -> str:
+        from ncp_cfr import display  # lazy: notebooks only
+
+        return display.face_html(self)
 
 
 class UploadInfo(BaseModel):
@@ -271,8 +285,8 @@ class _Result(_Model):
             self._raw = json.loads(self._raw_body)
         return self._raw
 
-    def __len__(self) -> int:
-        return len(self.faces)  # type: ignore[attr-defined]
+    # No __len__ on purpose: a result with no face must still be truthy (`if result:` after a
+    # call means "we got an answer"); count faces with len(result.faces).
 
     def _repr_html_(self) -> str:
         from ncp_cfr import display  # lazy: notebooks only
@@ -301,7 +315,8 @@ class CelebrityResult(_Result):
 
 
 class AnalyzedFace(Face):
-    """A face of :class:`Analysis`: everything :class:`Face` has, plus its own lookalike.
+    """A face of [`Analysis`][ncp_cfr.Analysis]: everything [`Face`][ncp_cfr.Face] has, plus its own
+    lookalike.
 
     ``lookalike`` is ``None`` when the face was too small to crop usefully, when the celebrity
     endpoint named nobody above the threshold, or when its call failed (``lookalike_error`` says).
@@ -346,15 +361,35 @@ class LookalikeCandidate(_Model):
 class Lookalike(_Model):
     """The celebrity endpoint asked at several upload sizes, and the names ranked by votes.
 
-    ``candidates`` rank by votes, then mean confidence; ``best`` is the first (``None`` when no
-    size named anybody). ``stable`` is true when ``best`` won more than half of the sizes that
-    answered: a name that only one size out of eight saw is a guess, not a lookalike.
+    Each size that answered votes for its most confident name (none if that name is under the
+    call's `min_confidence`). `candidates` rank every name voted for by votes, then mean
+    confidence: that ranking is always there, however weak.
+
+    **A match.** The leading candidate is the match, `best`, when both hold:
+
+    - its mean confidence over the sizes that voted for it is at least `match_confidence`
+      (default 0.3: the service names somebody for every face, down to 0.01);
+    - it won more sizes than any other name (a tie for most votes is no match).
+
+    Otherwise `best` is `None` and the answer is "no clear match"; `candidates[0]` is still
+    the leading name, for a caller who wants it anyway. (Version 0.1.0 made `best` the first
+    candidate always, a 1 % guess included; `best is None` already meant "nobody", so code that
+    checks for `None` keeps working and now also skips guesses.)
+
+    **A stable vote.** `stable` is true when there is a match and it won more than half of
+    the sizes that answered (a size that answered with no face, or with a name under
+    `min_confidence`, counts as answered). A match that won only two sizes of eight is the best
+    guess, not a settled answer.
     """
 
     size: Size = Field(description="the caller's image size")
     best: LookalikeCandidate | None = None
+    """The match, or `None` when there is no clear match (see above)."""
     candidates: list[LookalikeCandidate] = Field(default_factory=list)
     stable: bool = False
+    match_confidence: float = Field(
+        default=0.3, description="the mean confidence a candidate needed to be the match"
+    )
     per_scale: list[LookalikeScale] = Field(default_factory=list)
 
     def _repr_html_(self) -> str:

@@ -137,6 +137,18 @@ def test_analyze_reads_a_stream_once_and_takes_a_prepared_image(
     assert [f.lookalike.value for f in analysis.faces] == ["이다희", "송중기"]
 
 
+def test_analyze_leaves_the_callers_stream_where_it_was(shell: Runner, scene: Emulator) -> None:
+    # The caller may read the same stream again (to draw on it, to save it): no EOF surprise.
+    buf = io.BytesIO()
+    two_faces().save(buf, "PNG")
+    stream = io.BytesIO(b"header" + buf.getvalue())
+    stream.seek(6)
+    analysis = shell("analyze", stream)
+    assert [f.lookalike.value for f in analysis.faces[:2]] == ["이다희", "송중기"]
+    assert stream.tell() == 6
+    assert stream.read() == buf.getvalue()
+
+
 def test_missing_file_is_an_image_error_before_any_call(
     shell: Runner, emu: Emulator, tmp_path: Path
 ) -> None:

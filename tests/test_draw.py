@@ -294,7 +294,7 @@ def test_without_a_hangul_font_boxes_are_drawn_and_one_warning_is_issued(
         second = draw_faces(gray(), result, color=RED)
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert len(messages) == 1
-    assert 'pip install "ncp_cfr[fonts]"' in messages[0] and fonts.ENV_VAR in messages[0]
+    assert 'pip install "clova-face[fonts]"' in messages[0] and fonts.ENV_VAR in messages[0]
     assert first.getpixel((100, 150)) == RED  # boxes still drawn
     assert first.tobytes() == second.tobytes()
     # The name became "?": the same picture as a label written that way.
@@ -381,7 +381,7 @@ def test_a_bad_font_path_is_a_clear_error(
     for path in (bogus, tmp_path / "missing.ttf"):
         if via_env:
             monkeypatch.setenv(fonts.ENV_VAR, str(path))
-        with pytest.raises(fonts.FontError, match=r"ncp_cfr\[fonts\]") as info:
+        with pytest.raises(fonts.FontError, match=r"clova-face\[fonts\]") as info:
             draw_faces(gray(), faces(face_json()), font=None if via_env else path)
         assert isinstance(info.value, ValueError)
         assert (fonts.ENV_VAR if via_env else "font=") in str(info.value)

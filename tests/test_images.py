@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from ncp_cfr import images
-from ncp_cfr.errors import CFRError, ImageError
+from ncp_cfr.errors import CFRError, ImageError, InvalidArgumentError
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SIDE,
@@ -28,9 +28,9 @@ from ncp_cfr.images import (
     prepare_image,
 )
 
-SAMPLES = Path("/work/shared/images")
-HOPPER = SAMPLES / "grace_hopper.jpg"
-ASTRONAUT = SAMPLES / "astronaut.png"
+# The repository's own copies of the public-domain photos: a clean clone needs nothing else.
+HOPPER = Path(images.__file__).parent / "data" / "grace_hopper.jpg"
+ASTRONAUT = Path(__file__).parent / "data" / "astronaut.png"
 RED = (255, 0, 0)
 
 
@@ -150,7 +150,7 @@ def test_transform_shifted_maps_the_bigger_image() -> None:
 def test_transform_identity_and_validation() -> None:
     assert Transform.IDENTITY.to_source(3, 4) == (3, 4)
     assert Transform(1.0, 1.0, 0.0, 0.0) == Transform.IDENTITY
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="scales must be positive"):
         Transform(0.0, 1.0)
 
 
@@ -193,6 +193,29 @@ def test_passthrough_needs_every_rule(tmp_path: Path) -> None:
     assert prepare_image(encode(sixteen, "PNG")).reencoded
     # EXIF orientation 1 is fine
     assert not prepare_image(with_orientation(img, 1)).reencoded
+
+
+def test_mpo_sends_only_its_first_frame_as_a_plain_jpeg() -> None:
+    # Phones' portrait and 3D modes write MPO: a JPEG with more frames appended. Its bytes pass
+    # every rule of a compliant JPEG, but the upload must be the first frame alone.
+    first = Image.new("RGB", (320, 240), RED)
+    second = Image.new("RGB", (320, 240), (0, 0, 255))
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[second])
+    mpo = buf.getvalue()
+    with Image.open(io.BytesIO(mpo)) as check:
+        assert check.format == "MPO" and getattr(check, "n_frames", 1) == 2
+
+    prepared = prepare_image(mpo)
+    assert prepared.reencoded
+    assert prepared.format == "JPEG" and prepared.data.startswith(b"\xff\xd8")
+    assert len(prepared.data) < len(mpo)
+    with Image.open(io.BytesIO(prepared.data)) as sent:
+        assert sent.format == "JPEG" and "mp" not in sent.info
+        assert sent.size == (320, 240)
+        r, _, b = sent.convert("RGB").getpixel((160, 120))  # type: ignore[misc]
+        assert r > 200 and b < 60  # the first (red) frame, not the second
+    assert prepared.transform == Transform.IDENTITY
 
 
 def test_bytearray_and_memoryview() -> None:
@@ -496,7 +519,7 @@ def test_heic_via_pillow_heif() -> None:
 def test_heic_without_pillow_heif_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pillow_heif", None)  # makes `import pillow_heif` fail
     data = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 100
-    with pytest.raises(ImageError, match=r'pip install "ncp_cfr\[heic\]"'):
+    with pytest.raises(ImageError, match=r'pip install "clova-face\[heic\]"'):
         prepare_image(data)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from ncp_cfr import (
+    Analysis,
     CelebrityResult,
     EmotionValue,
     FaceResult,
@@ -122,7 +124,7 @@ def test_celebrity_names_rank_and_threshold() -> None:
     result = CelebrityResult.model_validate(CELEBRITY_DOC)
     assert result.names() == ["송중기", "이연희"]
     assert result.names(min_confidence=0.5) == ["송중기"]
-    assert len(result) == 2
+    assert len(result.faces) == 2
 
 
 def test_no_face_answer_is_an_empty_result() -> None:
@@ -130,3 +132,14 @@ def test_no_face_answer_is_an_empty_result() -> None:
         {"info": {"size": {"width": 10, "height": 10}, "faceCount": 0}, "faces": []}
     )
     assert result.faces == [] and result.info.face_count == 0
+
+
+@pytest.mark.parametrize("model", [FaceResult, CelebrityResult, Analysis])
+def test_a_result_without_faces_is_still_truthy(model: type[Any]) -> None:
+    # `if result:` means "an answer came"; an empty answer used to be falsy through __len__.
+    result = model.model_validate(
+        {"info": {"size": {"width": 10, "height": 10}, "faceCount": 0}, "faces": []}
+    )
+    assert result
+    assert bool(result) is True
+    assert len(result.faces) == 0
