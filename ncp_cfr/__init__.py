@@ -11,6 +11,7 @@ with Client() as client:  # NCP_CFR_CLIENT_ID / NCP_CFR_CLIENT_SECRET
 
 from typing import TYPE_CHECKING
 
+from ncp_cfr._lazy import lazy_exports
 from ncp_cfr._version import __version__
 from ncp_cfr.errors import (
     APIConnectionError,
@@ -104,19 +105,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ncp_cfr' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"ncp_cfr.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports("ncp_cfr", _LAZY, globals())
 
 
 __all__ = [

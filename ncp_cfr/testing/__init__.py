@@ -12,6 +12,8 @@ with Emulator() as emu, emu.client() as client:
 
 from typing import TYPE_CHECKING
 
+from ncp_cfr._lazy import lazy_exports
+
 if TYPE_CHECKING:
     from ncp_cfr.testing.detector import DetectorUnavailableError, FaceDetector, load_detector
     from ncp_cfr.testing.emulator import FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, Emulator
@@ -49,19 +51,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ncp_cfr.testing' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"ncp_cfr.testing.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports("ncp_cfr.testing", _LAZY, globals())
 
 
 __all__ = [
