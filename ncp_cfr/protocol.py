@@ -155,14 +155,12 @@ class Settings:
             )
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied (and validated)."""
-        if changes.get("base_url") is not None:
-            changes["base_url"] = _normalise_base_url(changes["base_url"])
+        """A copy with ``changes`` applied (validated and normalised, as on construction)."""
         return replace(self, **changes)
 
     def url(self, endpoint: Endpoint) -> str:
         """The URL of ``endpoint``: the base URL's path prefix (if any) is kept."""
-        return self.base_url.rstrip("/") + endpoint.path
+        return self.base_url + endpoint.path  # normalised on construction: no trailing "/"
 
 
 def _check_positive(name: str, value: object) -> None:
@@ -212,7 +210,7 @@ def resolve_settings(
             "(console > AI·NAVER API > Application), or test offline with ncp_cfr.testing.Emulator."
         )
     assert client_id is not None and client_secret is not None
-    url = _normalise_base_url(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+    url = base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL  # Settings normalises it
     return Settings(client_id=client_id, client_secret=client_secret, base_url=url, **options)
 
 
