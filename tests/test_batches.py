@@ -95,6 +95,7 @@ def test_analyze_many_counts_crop_calls_in_the_bound(shell: Runner, emu: Emulato
 
 def test_rate_limit_holds_across_workers(shell: Runner, emu: Emulator) -> None:
     rate = 20.0
+    started = time.time()  # the emulator stamps requests with time.time()
     start = time.perf_counter()
     items = shell(
         "detect_faces_many",
@@ -105,15 +106,13 @@ def test_rate_limit_holds_across_workers(shell: Runner, emu: Emulator) -> None:
     assert all(item.ok for item in items)
     assert elapsed >= 0.45 - 0.01
     times = sorted(r.received_at for r in emu.requests)
-    # The limiter spaces the sends; the server's clock sees them through loopback and thread
-    # scheduling, which on a loaded 2-core CI machine delayed one send by ~50 ms so that it
-    # arrived right before the next. So: any two requests are at least (j - i - 1) intervals
-    # apart (one delayed send can close up at most one gap), and the whole run spans them all.
-    slack = 0.04
-    for i in range(len(times)):
-        for j in range(i + 1, len(times)):
-            assert times[j] - times[i] >= (j - i - 1) / rate, (i, j)
-    assert times[-1] - times[0] >= (len(times) - 1) / rate - slack
+    assert len(times) == 10
+    # What the limiter guarantees, whatever the scheduler does: request k's slot is k intervals
+    # after the batch began and nothing is sent before its slot, so the k-th earliest arrival is
+    # no earlier than that. (Gaps between neighbours are not guaranteed: on a loaded 2-core CI
+    # machine a starved thread sent late and three requests arrived within 20 ms.)
+    for k, arrived in enumerate(times):
+        assert arrived - started >= k / rate - 0.005, k
 
 
 def test_rate_limit_counts_retries_and_crops(shell: Runner, emu: Emulator) -> None:
