@@ -7,6 +7,9 @@ with Client() as client:  # NCP_CFR_CLIENT_ID / NCP_CFR_CLIENT_SECRET
     for face in client.detect_faces("photo.jpg").faces:
         print(face.roi, face.gender.value, face.age.value)
 ```
+
+Everything listed in ``__all__`` is the public API; the modules behind it are described in the
+docs' "How it fits together" page.
 """
 
 from typing import TYPE_CHECKING
@@ -33,9 +36,48 @@ from ncp_cfr.errors import (
 )
 
 if TYPE_CHECKING:
-    from ncp_cfr.client import AsyncClient, Client
-    from ncp_cfr.draw import blur_faces, crop_faces, draw_faces
-    from ncp_cfr.images import PreparedImage, Transform, open_image, prepare_image
+    from ncp_cfr._types import (
+        NOT_GIVEN,
+        NotGiven,
+    )
+    from ncp_cfr.batches import (
+        Batch,
+        BatchItem,
+    )
+    from ncp_cfr.clients import (
+        AsyncClient,
+        Client,
+        ImageInput,
+        Progress,
+    )
+    from ncp_cfr.display import (
+        batch_html,
+        batch_rows,
+        display_width,
+        face_html,
+        face_rows,
+        lookalike_html,
+        lookalike_rows,
+        lookalike_table,
+        result_html,
+        result_rows,
+        result_table,
+    )
+    from ncp_cfr.draw import (
+        blur_faces,
+        crop_faces,
+        draw_faces,
+        face_label,
+    )
+    from ncp_cfr.images import (
+        ArrayLike,
+        ChannelOrder,
+        ImageSource,
+        PreparedImage,
+        Transform,
+        open_image,
+        prepare_image,
+    )
     from ncp_cfr.models import (
         Age,
         Analysis,
@@ -45,6 +87,7 @@ if TYPE_CHECKING:
         CelebrityResult,
         Emotion,
         EmotionValue,
+        EndpointResult,
         Face,
         FaceResult,
         Gender,
@@ -62,16 +105,36 @@ if TYPE_CHECKING:
         Size,
         UploadInfo,
     )
-    from ncp_cfr.pipelines import Batch, BatchItem
 
 # Imported on first use (PEP 562): `import ncp_cfr` stays light (only the errors), so the pytest
 # plugin every pytest session loads costs nothing and `--cov=ncp_cfr` measures the project's tests.
 _LAZY = {
-    "AsyncClient": "client",
-    "Client": "client",
+    "NOT_GIVEN": "_types",
+    "NotGiven": "_types",
+    "Batch": "batches",
+    "BatchItem": "batches",
+    "AsyncClient": "clients",
+    "Client": "clients",
+    "ImageInput": "clients",
+    "Progress": "clients",
+    "batch_html": "display",
+    "batch_rows": "display",
+    "display_width": "display",
+    "face_html": "display",
+    "face_rows": "display",
+    "lookalike_html": "display",
+    "lookalike_rows": "display",
+    "lookalike_table": "display",
+    "result_html": "display",
+    "result_rows": "display",
+    "result_table": "display",
     "blur_faces": "draw",
     "crop_faces": "draw",
     "draw_faces": "draw",
+    "face_label": "draw",
+    "ArrayLike": "images",
+    "ChannelOrder": "images",
+    "ImageSource": "images",
     "PreparedImage": "images",
     "Transform": "images",
     "open_image": "images",
@@ -84,6 +147,7 @@ _LAZY = {
     "CelebrityResult": "models",
     "Emotion": "models",
     "EmotionValue": "models",
+    "EndpointResult": "models",
     "Face": "models",
     "FaceResult": "models",
     "Gender": "models",
@@ -100,39 +164,40 @@ _LAZY = {
     "Roi": "models",
     "Size": "models",
     "UploadInfo": "models",
-    "Batch": "pipelines",
-    "BatchItem": "pipelines",
 }
 
-
 __getattr__, __dir__ = lazy_exports("ncp_cfr", _LAZY, globals())
-
 
 __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
-    "Batch",
-    "BatchItem",
     "Age",
     "Analysis",
     "AnalyzedFace",
+    "ArrayLike",
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchItem",
     "CFRError",
     "Celebrity",
     "CelebrityFace",
     "CelebrityResult",
+    "ChannelOrder",
     "Client",
     "Emotion",
     "EmotionValue",
+    "EndpointResult",
     "Face",
-    "FontError",
     "FaceResult",
+    "FontError",
     "Gender",
     "GenderValue",
     "ImageError",
+    "ImageInput",
+    "ImageSource",
     "ImageTooLargeError",
     "Info",
     "InvalidArgumentError",
@@ -141,13 +206,16 @@ __all__ = [
     "Lookalike",
     "LookalikeCandidate",
     "LookalikeScale",
+    "NOT_GIVEN",
     "NotFoundError",
+    "NotGiven",
     "PermissionDeniedError",
     "Point",
     "Pose",
     "PoseValue",
     "Prediction",
     "PreparedImage",
+    "Progress",
     "QuotaExceededError",
     "RateLimitError",
     "Roi",
@@ -156,9 +224,21 @@ __all__ = [
     "Transform",
     "UploadInfo",
     "__version__",
+    "batch_html",
+    "batch_rows",
+    "blur_faces",
+    "crop_faces",
+    "display_width",
+    "draw_faces",
+    "face_html",
+    "face_label",
+    "face_rows",
+    "lookalike_html",
+    "lookalike_rows",
+    "lookalike_table",
     "open_image",
     "prepare_image",
-    "draw_faces",
-    "crop_faces",
-    "blur_faces",
+    "result_html",
+    "result_rows",
+    "result_table",
 ]

@@ -99,7 +99,7 @@ def _demo_emulator(detector: str) -> Any:
 @contextmanager
 def _client(args: argparse.Namespace, *, emulator: bool) -> Iterator[Any]:
     """The real service, or (``emulator``) an in-process emulator with real detection."""
-    from ncp_cfr.client import Client
+    from ncp_cfr.clients import Client
 
     if emulator:
         emu = _demo_emulator(args.detector)

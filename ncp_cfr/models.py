@@ -10,13 +10,17 @@ Everything is forward compatible: unknown fields are kept (and dumped again), en
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic.alias_generators import to_camel
+
+from ncp_cfr import _tables
 
 __all__ = [
     "Age",
@@ -27,6 +31,7 @@ __all__ = [
     "CelebrityResult",
     "Emotion",
     "EmotionValue",
+    "EndpointResult",
     "Face",
     "FaceResult",
     "Gender",
@@ -52,6 +57,45 @@ class _Model(BaseModel):
         populate_by_name=True,
         extra="allow",
     )
+
+    # Code written against the raw JSON (``res["faces"][0]["roi"]["x"]``) keeps working on the
+    # models: the API's keys (and the snake_case names) index the same values the attributes
+    # hold, coordinates in the caller's pixels. Attributes stay the typed, documented way.
+
+    def __getitem__(self, key: str) -> Any:
+        """The value under the API's JSON key (``result["info"]["faceCount"]``), like the raw JSON.
+
+        Raises:
+            KeyError: no field of that name, among the API's keys and any new ones it sent.
+        """
+        name = _keys(type(self)).get(key)
+        if name is not None:
+            return getattr(self, name)
+        extra = self.__pydantic_extra__
+        if extra and key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``self[key]``, or ``default`` when there is no such key (as ``dict.get``)."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _ABSENT) is not _ABSENT
+
+
+_ABSENT = object()
+
+
+@functools.cache
+def _keys(cls: type[BaseModel]) -> dict[str, str]:
+    """A model's keys (the API's camelCase and the snake_case names) mapped to field names."""
+    keys = {name: name for name in cls.model_fields}
+    keys.update({f.alias: name for name, f in cls.model_fields.items() if f.alias})
+    return keys
 
 
 class GenderValue(str, Enum):
@@ -140,6 +184,37 @@ class Roi(_Model):
     def center(self) -> tuple[float, float]:
         """The centre of the box."""
         return (self.x + self.width / 2, self.y + self.height / 2)
+
+    def expanded(
+        self, margin: float = 0.0, *, square: bool = False
+    ) -> tuple[float, float, float, float]:
+        """The box grown by ``margin`` x its size on each side: ``(left, top, right, bottom)``.
+
+        With ``square``, the smallest square around that box, on the same centre. Not clipped.
+        """
+        dx, dy = self.width * margin, self.height * margin
+        left, top, right, bottom = self.x - dx, self.y - dy, self.right + dx, self.bottom + dy
+        if square:
+            cx, cy = (left + right) / 2, (top + bottom) / 2
+            half = max(right - left, bottom - top) / 2
+            left, top, right, bottom = cx - half, cy - half, cx + half, cy + half
+        return (left, top, right, bottom)
+
+    def crop_box(
+        self, image_size: tuple[int, int], margin: float = 0.0, *, square: bool = False
+    ) -> tuple[int, int, int, int]:
+        """The [`expanded`][ncp_cfr.models.Roi.expanded] box in whole pixels, clipped to the image.
+
+        Returns ``(left, top, right, bottom)`` as ``PIL.Image.crop`` takes it: empty
+        (``right == left`` or ``bottom == top``) when the box lies outside the image.
+        """
+        x0, y0, x1, y1 = self.expanded(margin, square=square)
+        width, height = image_size
+        left = min(max(math.floor(x0), 0), width)
+        top = min(max(math.floor(y0), 0), height)
+        right = min(max(math.ceil(x1), left), width)
+        bottom = min(max(math.ceil(y1), top), height)
+        return (left, top, right, bottom)
 
 
 class Landmark(_Model):
@@ -236,10 +311,25 @@ class Face(_Model):
                 return None
         return value
 
-    def _repr_html_(self) -> str:
-        from ncp_cfr import display  # lazy: notebooks only
+    _HEADER: ClassVar[tuple[str, ...]] = ("box", "landmarks", "gender", "age", "emotion", "pose")
 
-        return display.face_html(self)
+    def _row(self) -> list[str]:
+        """This face as table cells, in the columns of ``_HEADER``."""
+        roi = self.roi
+        return [
+            f"{roi.x},{roi.y} {roi.width}x{roi.height}",
+            "yes" if self.landmark is not None else "no",
+            *(_cell(p) for p in (self.gender, self.age, self.emotion, self.pose)),
+        ]
+
+    def _repr_html_(self) -> str:
+        return _tables.html_table("ncp-cfr-face", type(self).__name__, self._HEADER, [self._row()])
+
+
+def _cell(prediction: Prediction | None) -> str:
+    if prediction is None:
+        return _tables.NONE
+    return f"{prediction.value!s} {_tables.percent(prediction.confidence)}"
 
 
 class Celebrity(Prediction):
@@ -251,10 +341,14 @@ class CelebrityFace(_Model):
 
     celebrity: Celebrity
 
-    def _repr_html_(self) -> str:
-        from ncp_cfr import display  # lazy: notebooks only
+    _HEADER: ClassVar[tuple[str, ...]] = ("name", "confidence")
 
-        return display.face_html(self)
+    def _row(self) -> list[str]:
+        """This face as table cells, in the columns of ``_HEADER``."""
+        return [self.celebrity.value, _tables.percent(self.celebrity.confidence)]
+
+    def _repr_html_(self) -> str:
+        return _tables.html_table("ncp-cfr-face", type(self).__name__, self._HEADER, [self._row()])
 
 
 class UploadInfo(BaseModel):
@@ -276,6 +370,18 @@ class _Result(_Model):
     upload: UploadInfo | None = Field(default=None, exclude=True, repr=False)
     _raw: dict[str, Any] | None = PrivateAttr(default=None)
     _raw_body: bytes | None = PrivateAttr(default=None)
+    _request_id: str | None = PrivateAttr(default=None)
+    #: The class of this result's faces, for the table's columns.
+    _FACE: ClassVar[type[Face] | type[CelebrityFace]]
+
+    @property
+    def request_id(self) -> str | None:
+        """The service's id of the request this answers (from its headers), for support tickets.
+
+        ``None`` when the answer carried none. For an [`Analysis`][ncp_cfr.Analysis], the id of
+        the face call.
+        """
+        return self._request_id
 
     @property
     def raw(self) -> dict[str, Any] | None:
@@ -288,30 +394,42 @@ class _Result(_Model):
     # No __len__ on purpose: a result with no face must still be truthy (`if result:` after a
     # call means "we got an answer"); count faces with len(result.faces).
 
-    def _repr_html_(self) -> str:
-        from ncp_cfr import display  # lazy: notebooks only
+    def _table(self) -> tuple[str, list[str], list[list[str]]]:
+        """``(caption, header, rows)``: one row per face, numbered, in result order."""
+        size, count = self.info.size, len(self.faces)  # type: ignore[attr-defined]
+        caption = f"{type(self).__name__}: {count} {'face' if count == 1 else 'faces'} in a "
+        caption += f"{size.width}x{size.height} image"
+        rows = [[str(i), *face._row()] for i, face in enumerate(self.faces)]  # type: ignore[attr-defined]
+        return caption, ["#", *self._FACE._HEADER], rows
 
-        return display.result_html(self)  # type: ignore[arg-type]
+    def _repr_html_(self) -> str:
+        caption, header, rows = self._table()
+        return _tables.html_table("ncp-cfr-result", caption, header, rows, empty="no faces")
 
 
 class FaceResult(_Result):
     """The face endpoint's answer. Coordinates are pixels of the image the caller passed."""
 
     faces: list[Face] = Field(default_factory=list)
+    _FACE = Face
 
 
 class CelebrityResult(_Result):
     """The celebrity endpoint's answer: one name per detected face, without positions."""
 
     faces: list[CelebrityFace] = Field(default_factory=list)
+    _FACE = CelebrityFace
+
+    def ranked(self) -> list[Celebrity]:
+        """The names of all faces, most confident first (ties keep the service's order)."""
+        return sorted((f.celebrity for f in self.faces), key=lambda c: -c.confidence)
 
     def names(self, min_confidence: float = 0.0) -> list[str]:
         """Names at or above ``min_confidence``, most confident first.
 
         The service names *somebody* even at confidence 0.01: pick a threshold for your use.
         """
-        ranked = sorted(self.faces, key=lambda f: f.celebrity.confidence, reverse=True)
-        return [f.celebrity.value for f in ranked if f.celebrity.confidence >= min_confidence]
+        return [c.value for c in self.ranked() if c.confidence >= min_confidence]
 
 
 class AnalyzedFace(Face):
@@ -325,11 +443,21 @@ class AnalyzedFace(Face):
     lookalike: Celebrity | None = None
     lookalike_error: str | None = None
 
+    _HEADER = (*Face._HEADER, "lookalike")
+
+    def _row(self) -> list[str]:
+        if self.lookalike is not None:
+            found = f"{self.lookalike.value} {_tables.percent(self.lookalike.confidence)}"
+        else:
+            found = f"({self.lookalike_error})" if self.lookalike_error else _tables.NONE
+        return [*super()._row(), found]
+
 
 class Analysis(_Result):
     """Faces with attributes and a per-face lookalike, in the caller's pixels (``analyze``)."""
 
     faces: list[AnalyzedFace] = Field(default_factory=list)
+    _FACE = AnalyzedFace
 
 
 class LookalikeScale(_Model):
@@ -344,6 +472,8 @@ class LookalikeScale(_Model):
     """This size's vote: its most confident name, ``None`` if none (or under the threshold)."""
     error: str | None = None
     """Why this size failed, if it did (it then does not vote)."""
+    request_id: str | None = None
+    """The service's id of this size's request, when its answer carried one."""
 
 
 class LookalikeCandidate(_Model):
@@ -392,7 +522,58 @@ class Lookalike(_Model):
     )
     per_scale: list[LookalikeScale] = Field(default_factory=list)
 
-    def _repr_html_(self) -> str:
-        from ncp_cfr import display  # lazy: notebooks only
+    _HEADER: ClassVar[tuple[str, ...]] = (
+        "rank",
+        "name",
+        "votes",
+        "mean",
+        "min",
+        "max",
+        "sizes (px)",
+    )
 
-        return display.lookalike_html(self)
+    def _table(self) -> tuple[str, list[str], list[list[str]]]:
+        """``(verdict, header, rows)``: one row per candidate, best first."""
+        answered = sum(1 for scale in self.per_scale if scale.error is None)
+        pct = _tables.percent
+        rows = [
+            [
+                str(rank),
+                c.name,
+                f"{c.votes}/{answered}",
+                pct(c.mean_confidence),
+                pct(c.min_confidence),
+                pct(c.max_confidence),
+                ",".join(str(side) for side in c.sides),
+            ]
+            for rank, c in enumerate(self.candidates, start=1)
+        ]
+        return self._verdict(answered), list(self._HEADER), rows
+
+    def _verdict(self, answered: int) -> str:
+        """One line: the match and whether the vote is stable, or why there is no clear match."""
+        pct = _tables.percent
+        if self.best is not None:
+            best = self.best
+            stability = "stable" if self.stable else "unstable: it did not win most sizes"
+            return (
+                f"best: {best.name} ({best.votes} of {answered} sizes, "
+                f"mean {pct(best.mean_confidence)}, {stability})"
+            )
+        if not self.candidates:
+            return f"no clear match: no name at any of {answered} sizes"
+        leader = self.candidates[0]
+        if leader.mean_confidence < self.match_confidence:
+            return (
+                f"no clear match: the leading name, {leader.name}, averages "
+                f"{pct(leader.mean_confidence)} (a match needs {pct(self.match_confidence)})"
+            )
+        tied = [c.name for c in self.candidates if c.votes == leader.votes]
+        return f"no clear match: {', '.join(tied)} tie at {leader.votes} of {answered} sizes each"
+
+    def _repr_html_(self) -> str:
+        return _tables.html_table("ncp-cfr-lookalike", *self._table())
+
+
+#: What one call of either endpoint answers.
+EndpointResult = Union[FaceResult, CelebrityResult]

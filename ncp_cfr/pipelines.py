@@ -21,32 +21,37 @@ worker thread.
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, Union
-
-from PIL import Image
+from typing import Generic, TypeVar, Union
 
 from ncp_cfr.errors import CFRError, ImageError, InvalidArgumentError
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SIDE,
     MIN_SIDE,
+    ChannelOrder,
+    ImageSource,
     PreparedImage,
     Transform,
+    pixels_of,
     prepare_image,
+    rereadable,
 )
 from ncp_cfr.models import (
     Analysis,
     AnalyzedFace,
     Celebrity,
     CelebrityResult,
+    EndpointResult,
     FaceResult,
     Lookalike,
     LookalikeCandidate,
     LookalikeScale,
+    Point,
+    Roi,
     Size,
+    UploadInfo,
 )
 from ncp_cfr.protocol import Endpoint
 
@@ -56,21 +61,18 @@ __all__ = [
     "DEFAULT_MIN_FACE",
     "DEFAULT_SCALES",
     "MAX_SCALE",
-    "Batch",
-    "BatchItem",
     "Finished",
     "Job",
-    "Outcome",
+    "JobOutcome",
     "Pending",
     "Plan",
-    "RateLimiter",
     "Step",
     "advance",
     "analyze_plan",
     "call_plan",
-    "crop_box",
     "lookalike_plan",
     "resolve_scales",
+    "to_caller",
 ]
 
 T = TypeVar("T")
@@ -104,10 +106,11 @@ class Job:
     image: PreparedImage
 
 
-Result = Union[FaceResult, CelebrityResult]
-#: What a job ended with: its result, or the error it failed with after the client's retries.
-Outcome = Union[FaceResult, CelebrityResult, CFRError]
-Plan = Generator[list[Job], list[Outcome], T]
+#: What a job ended with: the answer as parsed (in the upload's pixels), or the error the call
+#: failed with after the client's retries.
+JobOutcome = Union[FaceResult, CelebrityResult, CFRError]
+Plan = Generator[list[Job], list[JobOutcome], T]
+ResultT = TypeVar("ResultT", bound=Union[FaceResult, CelebrityResult])
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class Finished(Generic[T]):
 Step = Union[Pending, Finished[T]]
 
 
-def advance(plan: Plan[T], outcomes: list[Outcome] | None) -> Step[T]:
+def advance(plan: Plan[T], outcomes: list[JobOutcome] | None) -> Step[T]:
     """Start ``plan`` (``outcomes=None``) or give it the outcomes of the jobs it asked for.
 
     Turns the generator protocol into a value: ``StopIteration`` cannot cross a coroutine or a
@@ -141,30 +144,72 @@ def advance(plan: Plan[T], outcomes: list[Outcome] | None) -> Step[T]:
     return Pending(jobs)
 
 
-def call_plan(endpoint: Endpoint, image: PreparedImage) -> Plan[Result]:
-    """One call as a plan (how batches run ``detect_faces`` and ``recognize_celebrities``)."""
-    [outcome] = yield [Job(endpoint, image)]
+def call_plan(
+    endpoint: Endpoint,
+    image: ImageSource | PreparedImage,
+    *,
+    channel_order: ChannelOrder = "rgb",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+) -> Plan[EndpointResult]:
+    """One call as a plan: prepare ``image``, send it, answer in the caller's pixels.
+
+    How ``detect_faces`` and ``recognize_celebrities`` run, alone and in batches. Preparing the
+    image is the plan's first step, so it runs where the driver advances plans (the async client:
+    a worker thread), and a bad input fails as the plan's own error.
+    """
+    prepared = _prepared(image, channel_order, max_bytes, max_side)
+    [outcome] = yield [Job(endpoint, prepared)]
     if isinstance(outcome, CFRError):
         raise outcome
-    return outcome
+    return to_caller(outcome, prepared)
+
+
+def _prepared(
+    image: ImageSource | PreparedImage,
+    channel_order: ChannelOrder,
+    max_bytes: int,
+    max_side: int | None,
+) -> PreparedImage:
+    if isinstance(image, PreparedImage):
+        return image
+    return prepare_image(image, max_bytes=max_bytes, max_side=max_side, channel_order=channel_order)
+
+
+def to_caller(result: ResultT, prepared: PreparedImage) -> ResultT:
+    """Move a freshly parsed ``result`` into the caller's pixels, in place, with its upload facts.
+
+    The service answers in the uploaded image's pixels; the caller wants the pixels of the image
+    they passed (upright for files). ``prepared.transform`` says how the two relate. The
+    result's ``raw`` JSON is a separate object and keeps the service's own numbers.
+    """
+    result.info.size.width = prepared.source_width
+    result.info.size.height = prepared.source_height
+    # Our own numbers, already typed: no validation pass needed.
+    result.upload = UploadInfo.model_construct(
+        width=prepared.width,
+        height=prepared.height,
+        bytes=len(prepared.data),
+        format=prepared.format,
+        scale=prepared.scale,
+        reencoded=prepared.reencoded,
+        quality=prepared.quality,
+    )
+    transform = prepared.transform
+    if isinstance(result, FaceResult) and transform != Transform.IDENTITY:
+        for face in result.faces:
+            roi = face.roi
+            roi.x, roi.y, roi.width, roi.height = transform.box_to_source(
+                roi.x, roi.y, roi.width, roi.height
+            )
+            if face.landmark is not None:
+                for name, point in face.landmark.points().items():
+                    x, y = transform.to_source(point.x, point.y)
+                    setattr(face.landmark, name, Point(x=round(x), y=round(y)))
+    return result
 
 
 # --- analyze -------------------------------------------------------------------------------------
-
-
-def crop_box(
-    x: int, y: int, width: int, height: int, margin: float, image_width: int, image_height: int
-) -> tuple[int, int, int, int]:
-    """The face box grown by ``margin`` x its size on each side, clipped to the image.
-
-    Returns ``(left, top, right, bottom)``; empty (``right <= left``) if the box lies outside.
-    """
-    dx, dy = margin * width, margin * height
-    left = max(0, math.floor(x - dx))
-    top = max(0, math.floor(y - dy))
-    right = min(image_width, math.ceil(x + width + dx))
-    bottom = min(image_height, math.ceil(y + height + dy))
-    return left, top, right, bottom
 
 
 def _check_analyze_options(margin: float, min_face: int, min_confidence: float) -> None:
@@ -178,25 +223,22 @@ def _check_analyze_options(margin: float, min_face: int, min_confidence: float) 
         raise InvalidArgumentError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
 
 
-def _top(result: CelebrityResult, min_confidence: float) -> Celebrity | None:
-    if not result.faces:
-        return None
-    best = max(result.faces, key=lambda f: f.celebrity.confidence).celebrity
-    return best if best.confidence >= min_confidence else None
+def _top(ranked: list[Celebrity], min_confidence: float) -> Celebrity | None:
+    """The most confident name, unless it is under ``min_confidence``."""
+    return ranked[0] if ranked and ranked[0].confidence >= min_confidence else None
 
 
 def analyze_plan(
-    image: Image.Image,
-    prepared: PreparedImage,
+    image: ImageSource | PreparedImage,
     *,
+    channel_order: ChannelOrder = "rgb",
     margin: float = DEFAULT_MARGIN,
     min_face: int = DEFAULT_MIN_FACE,
     min_confidence: float = 0.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    max_side: int | None = None,
-    pixels: Transform = Transform.IDENTITY,
+    max_side: int | None = DEFAULT_MAX_SIDE,
 ) -> Plan[Analysis]:
-    """Faces of ``prepared``, then one celebrity call per face on a crop around it.
+    """Faces of ``image``, then one celebrity call per face on a crop around it.
 
     The celebrity endpoint names faces without saying where they are; a crop that holds one face
     makes the answer that face's. Each crop's answer goes back to the face it was cut around: if
@@ -204,29 +246,32 @@ def analyze_plan(
     wins; if it sees none, or the name is under ``min_confidence``, the face has no lookalike.
 
     Args:
-        image: the pixels to crop from: the caller's image as [`open_image`][ncp_cfr.open_image]
-            shows it (or, with ``pixels``, another rendering of it).
-        prepared: the upload of the whole image for the face call.
+        image: any image the clients take. Crops come from the caller's pixels (a stream is
+            read once and kept); for a [`PreparedImage`][ncp_cfr.PreparedImage], from its upload.
+        channel_order: the channel order of an array ``image``.
         margin: context added around each box, as a fraction of the box's width/height per side.
         min_face: faces whose box is narrower or lower than this (caller pixels) are not cropped:
             no call, no lookalike, no error.
         min_confidence: lookalikes under this confidence are dropped (``lookalike=None``).
-        max_bytes: upload limit for the crops.
-        max_side: longest side of a crop upload (``None``: the crop's own size).
-        pixels: maps caller pixels to ``image``'s pixels (identity when ``image`` is the caller's
-            image; ``prepared.transform`` when cropping from the upload itself).
+        max_bytes: upload limit, for the whole image and the crops.
+        max_side: longest side of an upload (``None``: the image's own size).
 
     Returns:
         An [`Analysis`][ncp_cfr.Analysis] in the caller's pixels. A failed crop call does not fail
         the analysis: that face gets ``lookalike_error``. A failed face call raises its error.
     """
     _check_analyze_options(margin, min_face, min_confidence)
+    if not isinstance(image, PreparedImage):
+        image = rereadable(image)  # read twice: for the upload and for the pixels to crop
+    prepared = _prepared(image, channel_order, max_bytes, max_side)
+    # ``to_pixels`` maps caller pixels onto the grid crops are cut from.
+    pixels, to_pixels = pixels_of(image, prepared, channel_order)
     [outcome] = yield [Job(Endpoint.FACE, prepared)]
     if isinstance(outcome, CFRError):
         raise outcome
     if not isinstance(outcome, FaceResult):
         raise TypeError(f"the face job answered with {type(outcome).__name__}")
-    found = outcome
+    found = to_caller(outcome, prepared)
 
     faces = [
         AnalyzedFace.model_validate(face.model_dump(by_alias=True, mode="python"))
@@ -238,19 +283,17 @@ def analyze_plan(
         roi = face.roi
         if roi.width < min_face or roi.height < min_face:
             continue
-        # The roi is in caller pixels; ``pixels`` brings it onto the grid we crop from.
-        x0, y0 = pixels.to_upload(roi.x, roi.y)
-        x1, y1 = pixels.to_upload(roi.right, roi.bottom)
-        box = crop_box(
-            round(x0), round(y0), round(x1 - x0), round(y1 - y0), margin, image.width, image.height
-        )
+        x0, y0 = to_pixels.to_upload(roi.x, roi.y)
+        x1, y1 = to_pixels.to_upload(roi.right, roi.bottom)
+        on_grid = Roi(x=round(x0), y=round(y0), width=round(x1 - x0), height=round(y1 - y0))
+        box = on_grid.crop_box(pixels.size, margin)
         # Mostly outside the picture: what is left is too little to name.
-        if (box[2] - box[0]) / pixels.scale_x < min_face or (
+        if (box[2] - box[0]) / to_pixels.scale_x < min_face or (
             box[3] - box[1]
-        ) / pixels.scale_y < min_face:
+        ) / to_pixels.scale_y < min_face:
             continue
         try:
-            crop = prepare_image(image.crop(box), max_bytes=max_bytes, max_side=max_side)
+            crop = prepare_image(pixels.crop(box), max_bytes=max_bytes, max_side=max_side)
         except ImageError as error:
             face.lookalike_error = str(error)
             continue
@@ -262,10 +305,11 @@ def analyze_plan(
         if isinstance(answer, CFRError):
             faces[index].lookalike_error = str(answer)
         elif isinstance(answer, CelebrityResult):
-            faces[index].lookalike = _top(answer, min_confidence)
+            faces[index].lookalike = _top(answer.ranked(), min_confidence)
 
     analysis = Analysis(info=found.info.model_copy(deep=True), faces=faces, upload=found.upload)
     analysis._raw = found.raw
+    analysis._request_id = found.request_id
     return analysis
 
 
@@ -349,8 +393,9 @@ def _match(
 
 
 def lookalike_plan(
-    image: Image.Image,
+    image: ImageSource | PreparedImage,
     *,
+    channel_order: ChannelOrder = "rgb",
     scales: Sequence[float] = DEFAULT_SCALES,
     min_confidence: float = 0.0,
     match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
@@ -368,7 +413,9 @@ def lookalike_plan(
     match, although `candidates` still ranks every name the sizes voted for.
 
     Args:
-        image: the caller's image (as [`open_image`][ncp_cfr.open_image] shows it).
+        image: any image the clients take, best with one face; a
+            [`PreparedImage`][ncp_cfr.PreparedImage] is resized from its (smaller) upload.
+        channel_order: the channel order of an array ``image``.
         scales: see [`resolve_scales`][ncp_cfr.pipelines.resolve_scales]; capped at the image's own
             size, so a small image may get fewer sizes than asked.
         min_confidence: a size whose best name is under this votes for nobody.
@@ -389,8 +436,9 @@ def lookalike_plan(
         isinstance(match_confidence, (int, float)) and 0 <= match_confidence <= 1
     ):
         raise InvalidArgumentError(f"match_confidence is between 0 and 1, got {match_confidence!r}")
-    sides = resolve_scales(scales, image.width, image.height)
-    uploads = [prepare_image(image, max_bytes=max_bytes, max_side=side) for side in sides]
+    pixels = pixels_of(image, None, channel_order)[0]
+    sides = resolve_scales(scales, pixels.width, pixels.height)
+    uploads = [prepare_image(pixels, max_bytes=max_bytes, max_side=side) for side in sides]
     answers = yield [Job(Endpoint.CELEBRITY, upload) for upload in uploads]
 
     per_scale: list[LookalikeScale] = []
@@ -399,11 +447,12 @@ def lookalike_plan(
         entry = LookalikeScale(side=side, width=upload.width, height=upload.height)
         if isinstance(answer, CFRError):
             entry.error = str(answer)
+            entry.request_id = getattr(answer, "request_id", None)
             last_error = answer
         elif isinstance(answer, CelebrityResult):
-            ranked = sorted(answer.faces, key=lambda f: f.celebrity.confidence, reverse=True)
-            entry.names = [f.celebrity for f in ranked]
-            entry.top = _top(answer, min_confidence)
+            entry.names = answer.ranked()
+            entry.top = _top(entry.names, min_confidence)
+            entry.request_id = answer.request_id
         per_scale.append(entry)
     answered = [s for s in per_scale if s.error is None]
     if not answered:
@@ -413,91 +462,10 @@ def lookalike_plan(
     candidates = _rank(per_scale)
     best = _match(candidates, match_confidence)
     return Lookalike(
-        size=Size(width=image.width, height=image.height),
+        size=Size(width=pixels.width, height=pixels.height),
         best=best,
         candidates=candidates,
         stable=best is not None and 2 * best.votes > len(answered),
         match_confidence=match_confidence,
         per_scale=per_scale,
     )
-
-
-# --- batches -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchItem(Generic[T]):
-    """One input's outcome in a ``*_many`` batch.
-
-    Attributes:
-        index: the input's position in the list given.
-        source: the input as given; a path (``os.PathLike``) becomes its ``str``.
-        result: the result, or ``None`` if it failed.
-        error: the [`CFRError`][ncp_cfr.CFRError] it failed with (an ``ImageError`` for an input
-            that could not be read), or ``None``.
-    """
-
-    index: int
-    source: Any
-    result: T | None = None
-    error: CFRError | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether this input succeeded."""
-        return self.error is None
-
-    def unwrap(self) -> T:
-        """The result, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-
-class Batch(list[BatchItem[T]]):
-    """What a `*_many` method returns: a plain `list` of [`BatchItem`][ncp_cfr.BatchItem]s, in
-    input order, that also shows itself as a table in Jupyter.
-
-    It is a `list` in every way (index it, loop over it, compare it with a list); the only
-    addition is `_repr_html_`: one row per input with its position, its file (or the kind of
-    object given) and its face count, or the error it failed with.
-    """
-
-    def _repr_html_(self) -> str:
-        from ncp_cfr import display  # lazy: notebooks only
-
-        return display.batch_html(self)
-
-
-class RateLimiter:
-    """At most ``rate`` requests per second, shared by every worker (GCRA token bucket).
-
-    [`reserve`][ncp_cfr.pipelines.RateLimiter.reserve] books the next slot and says how long to wait
-    for it; the caller sleeps that long (``time.sleep`` or ``anyio.sleep``), then sends. Booking
-    first means two workers never get the same slot. Thread-safe.
-
-    Args:
-        rate: requests per second (> 0).
-        burst: how many requests may go back to back after an idle spell (default 1: evenly
-            spaced).
-    """
-
-    def __init__(self, rate: float, burst: int = 1) -> None:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
-            raise InvalidArgumentError(f"rate_limit is requests per second (> 0), got {rate!r}")
-        if not (isinstance(burst, int) and burst >= 1):
-            raise InvalidArgumentError(f"burst must be a whole number >= 1, got {burst!r}")
-        self.rate = float(rate)
-        self.burst = burst
-        self._interval = 1.0 / self.rate
-        self._tat: float | None = None  # the theoretical arrival time of the next request
-        self._lock = threading.Lock()
-
-    def reserve(self, now: float) -> float:
-        """Book a slot at or after ``now`` (monotonic seconds); the seconds to wait for it."""
-        with self._lock:
-            tat = now if self._tat is None else max(self._tat, now)
-            start = max(now, tat - (self.burst - 1) * self._interval)
-            self._tat = tat + self._interval
-            return start - now

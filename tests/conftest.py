@@ -6,7 +6,9 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import anyio
 import pytest
 from PIL import Image
 
+from ncp_cfr.clients._base import ClientBase, Clock
 from ncp_cfr.testing import Emulator
 
 DATA = Path(__file__).parent / "data"
@@ -116,3 +119,37 @@ def start_standalone(args: list[str]) -> tuple[subprocess.Popen[str], str]:
             process.kill()
             raise AssertionError(process.stderr.read() if process.stderr else "no banner")
     return process, banner
+
+
+class FakeClock(Clock):
+    """Time that passes only when a client sleeps: backoffs, ``Retry-After`` and rate-limit waits
+    cost no real time, and what the client waited is recorded in ``slept``.
+    """
+
+    def __init__(self) -> None:
+        self.time = 1_000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.time
+
+    def now(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=self.time)
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        self.slept.append(seconds)
+        self.time += max(0.0, seconds)
+        return stop is not None and stop.is_set()
+
+    async def asleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.time += max(0.0, seconds)
+        await anyio.sleep(0)  # still a checkpoint: cancellation lands here, as in a real sleep
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Every client of the test sleeps on a fake clock (retry tests never sleep for real)."""
+    clock = FakeClock()
+    monkeypatch.setattr(ClientBase, "_clock", clock)
+    return clock

@@ -24,7 +24,7 @@ from ncp_cfr import (
     draw_faces,
 )
 from ncp_cfr.display import result_rows
-from ncp_cfr.pipelines import RateLimiter
+from ncp_cfr.clients import RateLimiter
 from ncp_cfr.testing import Emulator, Gallery
 from ncp_cfr.testing.emulator import EmulatorNotRunningError
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ncp_cfr import CFRError, ImageError, InvalidImageError
 from ncp_cfr.models import Analysis, CelebrityResult, FaceResult
-from ncp_cfr.pipelines import BatchItem
+from ncp_cfr.batches import BatchItem
 from ncp_cfr.testing import Emulator, RecordedRequest, make_celebrity, make_face
 
 from .conftest import Runner, jpeg_bytes
@@ -201,7 +201,12 @@ def test_sync_interrupt_stops_submitting_and_does_not_wait(emu: Emulator) -> Non
         time.sleep(0.01)
     assert emu.calls() <= 12
     assert emu.rules.in_flight == 0
-    lingering = [t for t in threading.enumerate() if t.name.startswith("ncp_cfr")]
+    # The process-wide deadline watchdog stays (it holds no call); batch workers must not.
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("ncp_cfr") and t.name != "ncp_cfr-deadlines"
+    ]
     assert all(not t.is_alive() for t in lingering) or _wait_for_threads(lingering)
 
 

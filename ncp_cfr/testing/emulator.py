@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ncp_cfr.client import AsyncClient, Client
+from ncp_cfr.clients import AsyncClient, Client
 from ncp_cfr.errors import CFRError, InvalidArgumentError
 from ncp_cfr.models import CelebrityResult, FaceResult
 from ncp_cfr.protocol import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET, Endpoint
@@ -284,11 +284,10 @@ class Emulator:
         args = self._client_args(options)
         if not in_process:
             return Client(**args, base_url=self.base_url)
-        client = Client(
-            **args, base_url=_IN_PROCESS_URL, http_client=httpx.Client(transport=self.transport())
-        )
-        client._owns_http = True  # made here for this client: close it with the client
-        return client
+        # The in-process transport holds no socket or thread: the pool needs no closing, so it
+        # can be the caller's in the client's eyes.
+        http = httpx.Client(transport=self.transport())
+        return Client(**args, base_url=_IN_PROCESS_URL, http_client=http)
 
     def async_client(self, *, in_process: bool = False, **options: Any) -> AsyncClient:
         """An [`AsyncClient`][ncp_cfr.AsyncClient] for this emulator; see
@@ -298,9 +297,7 @@ class Emulator:
         if not in_process:
             return AsyncClient(**args, base_url=self.base_url)
         http = httpx.AsyncClient(transport=self.transport())
-        client = AsyncClient(**args, base_url=_IN_PROCESS_URL, http_client=http)
-        client._owns_http = True
-        return client
+        return AsyncClient(**args, base_url=_IN_PROCESS_URL, http_client=http)
 
     def _client_args(self, options: dict[str, Any]) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_secret": self.client_secret, **options}

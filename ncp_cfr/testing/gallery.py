@@ -18,9 +18,10 @@ tests and demos need.
 It does not recognise a *person* across different photos, lighting or expressions: do not read a
 high score as identity.
 
-The answer follows the service's shape (cfr-api.md §2): one entry per face the detector finds,
-one name each, no ``roi``. Like the service, it always names somebody: the best-matching entry,
-with confidence ``(similarity - floor) / (1 - floor)`` clamped to 0.01..1 (so a face matching
+The answer follows the service's shape (docs/protocol.md, "Answers"): one entry per face the
+detector finds, one name each, no ``roi``. Like the service, it always names somebody: the best-
+matching entry, with confidence ``(similarity - floor) / (1 - floor)`` clamped to 0.01..1 (so a face
+matching
 nobody still comes back named, at 0.01). An empty gallery answers ``faces: []``.
 """
 
@@ -51,7 +52,7 @@ DEFAULT_FLOOR = 0.6
 _EYE_Y = 0.38
 _LEFT_EYE_X, _RIGHT_EYE_X = 0.32, 0.68
 _BLUR_RADIUS = 2.0
-_MIN_CONFIDENCE = 0.01  # the service names somebody even at 0.01 (cfr-api.md §2)
+_MIN_CONFIDENCE = 0.01  # the service names somebody even at 0.01 (docs/protocol.md, "Answers")
 
 _Photos = Union[ImageSource, list[ImageSource], tuple[ImageSource, ...]]
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from ncp_cfr.client import Client
+    from ncp_cfr.clients import Client
     from ncp_cfr.testing.emulator import Emulator
 
 

@@ -22,6 +22,7 @@ from typing import Any, Union
 from PIL import Image
 
 from ncp_cfr.errors import ImageError, InvalidArgumentError
+from ncp_cfr.images import sniff_format
 from ncp_cfr.models import CelebrityResult, FaceResult
 from ncp_cfr.protocol import HEADER_KEY, HEADER_KEY_ID, Endpoint, redact_headers
 
@@ -38,7 +39,8 @@ __all__ = [
     "make_face",
 ]
 
-#: The emulator refuses images over this many bytes with ER04 (the SDK's own limit; cfr-api.md §1).
+#: The emulator refuses images over this many bytes with ER04 (the SDK's own limit; see
+#: docs/protocol.md, "Limits").
 MAX_IMAGE_BYTES = 2_000_000
 #: Bodies over this are refused by the "gateway" (413/430) without being read whole.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -288,14 +290,6 @@ def parse_multipart(
     return parts
 
 
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    return None
-
-
 class Rules:
     """The emulated CFR: checks, scenarios, faults and recording. Thread-safe."""
 
@@ -440,7 +434,7 @@ class Rules:
         self, data: bytes, record: RecordedRequest, need_pixels: bool
     ) -> Image.Image | Answer:
         """The uploaded image, checked as the service checks it (``need_pixels``: full size)."""
-        record.format = _sniff(data)
+        record.format = sniff_format(data)
         if record.format is None:
             return self._error(*cfr_error("ER11"))
         try:

@@ -1,0 +1,483 @@
+"""Everything the two clients share that is not I/O.
+
+Settings and options, the plans each public method runs, one call's exchange of attempts as a
+generator of actions, the bookkeeping of a batch, and the reading of an HTTP answer. The sync and
+async shells ([`_sync`][ncp_cfr.clients._sync], [`_async`][ncp_cfr.clients._async]) take what
+this module decides and only send, sleep and wait, each in its own way; a change of behaviour is
+made here, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, NoReturn, TypeVar, Union
+
+import anyio
+import httpx
+
+from ncp_cfr import protocol
+from ncp_cfr._types import NOT_GIVEN, NotGiven
+from ncp_cfr.batches import Batch, BatchItem
+from ncp_cfr.clients._ratelimit import RateLimiter
+from ncp_cfr.errors import APIConnectionError, CFRError, InvalidArgumentError, ServerError
+from ncp_cfr.images import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SIDE,
+    ChannelOrder,
+    ImageSource,
+    PreparedImage,
+)
+from ncp_cfr.models import Analysis, CelebrityResult, EndpointResult, FaceResult, Lookalike
+from ncp_cfr.pipelines import Job, Plan, analyze_plan, call_plan, lookalike_plan
+from ncp_cfr.protocol import Call, Done, Endpoint, Request, Retry, Settings
+
+#: ``progress=`` of the ``*_many`` methods: a tqdm bar (``True``), none, or ``hook(done, total)``.
+Progress = Union[bool, Callable[[int, int], object], None]
+#: Any image argument of the clients.
+ImageInput = Union[ImageSource, PreparedImage]
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+T = TypeVar("T")
+_Self = TypeVar("_Self", bound="ClientBase[Any]")
+
+#: Crop calls of one ``analyze`` / sizes of one ``find_lookalike`` sent at the same time.
+DEFAULT_FAN_OUT = 4
+#: Calls in flight at once in a ``*_many`` batch.
+DEFAULT_BATCH_CONCURRENCY = 8
+#: Inputs of a batch in progress at once, per concurrent call: enough to prepare the next images
+#: while calls are out, few enough that a long batch does not hold every image in memory.
+WINDOW_PER_SLOT = 2
+
+
+class Clock:
+    """The time the clients see: the one place they read clocks and sleep.
+
+    Injectable (``client._clock``), so that tests decide what time it is and never sleep for
+    real: retries, ``Retry-After`` and rate limits all go through it.
+    """
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (``time.monotonic``)."""
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        """The current UTC time, for ``Retry-After`` dates."""
+        return datetime.now(timezone.utc)
+
+    def random(self) -> float:
+        """A number in [0, 1), for the jitter of backoff."""
+        return random.random()
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Sleep ``seconds``; with ``stop``, wake early when it is set. Whether it was set."""
+        if stop is not None:
+            return stop.wait(seconds) if seconds > 0 else stop.is_set()
+        if seconds > 0:
+            time.sleep(seconds)
+        return False
+
+    async def asleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` in the event loop (cancellable)."""
+        await anyio.sleep(seconds)
+
+
+SYSTEM_CLOCK = Clock()
+
+
+# --- one call: the attempts as a generator of actions ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send ``request``; answer with ``(status, headers, body)`` or the transport's CFRError."""
+
+    request: Request
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``seconds`` (a backoff, a ``Retry-After`` or a rate-limit slot); answer ``None``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Finished(Generic[T]):
+    """The exchange is over: ``value`` is its result."""
+
+    value: T
+
+
+Answer = tuple[int, Mapping[str, str], bytes]
+#: What a shell sends back into an exchange: an answer, a transport failure, or nothing.
+Reply = Union[Answer, APIConnectionError, ServerError, None]
+Exchange = Generator[Union[Send, Sleep], Reply, EndpointResult]
+
+
+def next_action(exchange: Exchange, reply: Reply) -> Send | Sleep | Finished[EndpointResult]:
+    """The exchange's next action once it has ``reply`` (``None`` to start it)."""
+    try:
+        return exchange.send(reply)
+    except StopIteration as stop:
+        return Finished(stop.value)
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+class BatchRun:
+    """The bookkeeping of one ``*_many`` call: inputs, results in input order, progress."""
+
+    def __init__(
+        self,
+        images: Iterable[ImageInput],
+        concurrency: int,
+        rate_limit: float | None,
+        progress: Progress,
+    ) -> None:
+        check_concurrency(concurrency)
+        self.concurrency = concurrency
+        self.sources = list(images)
+        self.total = len(self.sources)
+        self.rate = RateLimiter(rate_limit) if rate_limit is not None else None
+        self.window = max(1, min(WINDOW_PER_SLOT * concurrency, self.total))
+        self._update, self._close = progress_hook(progress, self.total)
+        self._results: list[BatchItem[Any] | None] = [None] * self.total
+        self._done = 0
+        self._hook_failed = False
+
+    def outcome(
+        self, index: int, result: Any = None, error: CFRError | None = None
+    ) -> BatchItem[Any]:
+        """The item of input ``index``: its result, or the CFRError it failed with."""
+        source = self.sources[index]
+        given = str(source) if isinstance(source, os.PathLike) else source
+        return BatchItem(index, given, result=result, error=error)
+
+    def record(self, item: BatchItem[Any]) -> None:
+        """Keep ``item`` and report progress; a failing progress hook stops the batch, once."""
+        self._results[item.index] = item
+        self._done += 1
+        if self._hook_failed:
+            return
+        try:
+            self._update(self._done, self.total)
+        except BaseException:
+            self._hook_failed = True
+            raise
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        self._close()
+
+    def batch(self) -> Batch[Any]:
+        """The items, in input order."""
+        return Batch(item for item in self._results if item is not None)
+
+
+def check_concurrency(concurrency: int) -> None:
+    """Refuse a ``concurrency`` that is not a whole number >= 1."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidArgumentError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+
+
+def progress_hook(
+    progress: Progress, total: int
+) -> tuple[Callable[[int, int], object], Callable[[], object]]:
+    """``(update(done, total), close())`` for a ``progress=`` argument."""
+    if progress is None or progress is False:
+        return (lambda done, total: None), (lambda: None)
+    if progress is True:
+        try:
+            # tqdm.auto picks notebook widgets inside Jupyter, and without ipywidgets it warns
+            # "IProgress not found" (or, in older tqdm, fails): the terminal bar works anywhere.
+            if importlib.util.find_spec("ipywidgets") is not None:
+                from tqdm.auto import tqdm  # lazy: an optional extra, and slow to import
+            else:
+                from tqdm.std import tqdm
+        except ImportError as exc:
+            raise CFRError(
+                'progress=True needs tqdm: pip install "clova-face[progress]", or pass a '
+                "callable(done, total)"
+            ) from exc
+        bar = tqdm(total=total, unit="image")
+
+        def update(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        return update, bar.close
+    if callable(progress):
+        return progress, lambda: None
+    raise InvalidArgumentError(
+        f"progress is True, False or a callable(done, total), got {progress!r}"
+    )
+
+
+def reraise_single(error: Exception) -> NoReturn:
+    """Raise a task group's only error unwrapped; any other error as it is."""
+    # A task group wraps a task's exception in an ExceptionGroup (a builtin only since 3.11,
+    # hence no isinstance): a single error reads better unwrapped.
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], Exception):
+        raise inner[0] from None
+    raise error
+
+
+# --- reading an HTTP answer ---------------------------------------------------------------------
+
+#: What an attempt's I/O may raise that is about the network or the answer, never a bug of
+#: ours: httpx's errors (h11 and httpcore protocol errors surface as these), stream misuse after
+#: an aborted read, and the OS's socket errors from custom transports.
+IO_ERRORS = (httpx.HTTPError, httpx.StreamError, OSError)
+
+
+def transport_error(
+    exc: BaseException, request: Request, timeout: float, status: int | None = None
+) -> APIConnectionError | ServerError:
+    """The CFRError for an exception of an attempt's I/O (``status``: the answer's, if any)."""
+    # httpx's text can name the host and port, never the headers: safe to keep.
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return protocol.attempt_timeout_error(request.url, timeout, type(exc).__name__)
+    if isinstance(exc, httpx.DecodingError):
+        return ServerError(
+            f"the answer from {request.url} could not be decoded ({exc})",
+            status_code=status if status is not None else 0,
+        )
+    if status is not None:
+        return APIConnectionError(
+            f"the answer from {request.url} broke off: {exc or type(exc).__name__}",
+            url=request.url,
+        )
+    return APIConnectionError(
+        f"could not reach {request.url}: {exc or type(exc).__name__}; check the network and "
+        "base_url",
+        url=request.url,
+    )
+
+
+def answer_reader(response: httpx.Response, url: str) -> tuple[protocol.AnswerReader, bool]:
+    """A reader for ``response``'s body, and whether the raw stream is still to be read."""
+    # A transport answering from memory (httpx.MockTransport, the emulator's in-process one)
+    # hands over a body httpx has already read and decoded: only the cap is left to check.
+    done = response.is_stream_consumed
+    reader = protocol.AnswerReader(response.status_code, response.headers, url=url, decoded=done)
+    if done:
+        reader.feed(response.content)
+    return reader, not done
+
+
+# --- the client base -----------------------------------------------------------------------------
+
+
+class ClientBase(Generic[HttpT]):
+    """Settings, options and plans of a client; the shells add sending, sleeping and waiting."""
+
+    _settings: Settings
+    _max_bytes: int
+    _max_side: int | None
+    _http: HttpT
+    _owns_http: bool
+    _clock: Clock = SYSTEM_CLOCK
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = protocol.DEFAULT_TIMEOUT,
+        connect_timeout: float = protocol.DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = protocol.DEFAULT_MAX_RETRIES,
+        default_headers: Mapping[str, str] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+        http_client: HttpT | None = None,
+    ) -> None:
+        self._settings = protocol.resolve_settings(
+            client_id,
+            client_secret,
+            base_url,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+            default_headers=dict(default_headers or {}),
+        )
+        self._max_bytes = max_bytes
+        self._max_side = max_side
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else self._new_http()
+
+    def _new_http(self) -> HttpT:
+        """The connection pool a client makes for itself."""
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        """The service root every request goes to."""
+        return self._settings.base_url
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one attempt may take, from connecting to the last byte of the answer."""
+        return self._settings.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Extra attempts after a transient failure."""
+        return self._settings.max_retries
+
+    def __repr__(self) -> str:
+        # Never the key pair: only where the client sends and how patiently.
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, timeout={self.timeout}, "
+            f"max_retries={self.max_retries})"
+        )
+
+    def with_options(
+        self: _Self,
+        *,
+        timeout: float | NotGiven = NOT_GIVEN,
+        connect_timeout: float | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        base_url: str | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+        max_bytes: int | NotGiven = NOT_GIVEN,
+        max_side: int | NotGiven | None = NOT_GIVEN,
+    ) -> _Self:
+        """A client with some options changed, sharing this one's connection pool.
+
+        ``client.with_options(timeout=5, max_retries=0).detect_faces(img)`` changes them for
+        one call; closing the copy leaves the pool open.
+        """
+        given = {
+            "timeout": timeout,
+            "connect_timeout": connect_timeout,
+            "max_retries": max_retries,
+            "base_url": base_url,
+            "default_headers": default_headers,
+        }
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._settings = self._settings.replace(
+            **{k: v for k, v in given.items() if not isinstance(v, NotGiven)}
+        )
+        if not isinstance(max_bytes, NotGiven):
+            clone._max_bytes = max_bytes
+        if not isinstance(max_side, NotGiven):
+            clone._max_side = max_side
+        clone._owns_http = False  # the parent's pool: closing the copy must not close it
+        return clone
+
+    # -- plans: what each public method runs, with this client's upload options -----------------
+    #
+    # Each returns a plan factory (image -> plan): one image for the single methods, every input
+    # of a batch for the ``*_many`` ones. A plan does nothing until first advanced, so images are
+    # read and encoded where the shell advances it (the async one: in a worker thread).
+
+    def _face_plans(self, channel_order: ChannelOrder) -> Callable[[ImageInput], Plan[FaceResult]]:
+        max_bytes, max_side = self._max_bytes, self._max_side
+
+        def plan(image: ImageInput) -> Plan[FaceResult]:
+            result = yield from call_plan(
+                Endpoint.FACE,
+                image,
+                channel_order=channel_order,
+                max_bytes=max_bytes,
+                max_side=max_side,
+            )
+            assert isinstance(result, FaceResult)
+            return result
+
+        return plan
+
+    def _celebrity_plans(
+        self, channel_order: ChannelOrder
+    ) -> Callable[[ImageInput], Plan[CelebrityResult]]:
+        max_bytes, max_side = self._max_bytes, self._max_side
+
+        def plan(image: ImageInput) -> Plan[CelebrityResult]:
+            result = yield from call_plan(
+                Endpoint.CELEBRITY,
+                image,
+                channel_order=channel_order,
+                max_bytes=max_bytes,
+                max_side=max_side,
+            )
+            assert isinstance(result, CelebrityResult)
+            return result
+
+        return plan
+
+    def _analyze_plans(
+        self, channel_order: ChannelOrder, margin: float, min_face: int, min_confidence: float
+    ) -> Callable[[ImageInput], Plan[Analysis]]:
+        return functools.partial(
+            analyze_plan,
+            channel_order=channel_order,
+            margin=margin,
+            min_face=min_face,
+            min_confidence=min_confidence,
+            max_bytes=self._max_bytes,
+            max_side=self._max_side,
+        )
+
+    def _lookalike_plans(
+        self,
+        channel_order: ChannelOrder,
+        scales: Sequence[float],
+        min_confidence: float,
+        match_confidence: float,
+    ) -> Callable[[ImageInput], Plan[Lookalike]]:
+        return functools.partial(
+            lookalike_plan,
+            channel_order=channel_order,
+            scales=scales,
+            min_confidence=min_confidence,
+            match_confidence=match_confidence,
+            max_bytes=self._max_bytes,
+        )
+
+    def _exchange(self, job: Job, rate: RateLimiter | None = None) -> Exchange:
+        """One call with its retries: yields what to send and how long to wait, returns the
+        result in the upload's pixels, raises the error the call ends with.
+
+        Every attempt, retries included, is a request the rate limit must count.
+        """
+        clock = self._clock
+        call = Call(
+            self._settings,
+            job.endpoint,
+            job.image.data,
+            job.image.content_type,
+            rng=clock.random,
+            clock=clock.now,
+            monotonic=clock.monotonic,
+        )
+        while True:
+            if rate is not None:
+                delay = rate.reserve(clock.monotonic())
+                if delay > 0:
+                    yield Sleep(delay)
+            reply = yield Send(call.request())
+            if isinstance(reply, CFRError):
+                decision = call.on_transport_error(reply)
+            else:
+                assert reply is not None
+                decision = call.on_response(*reply)
+            if isinstance(decision, Retry):
+                yield Sleep(decision.delay)
+            elif isinstance(decision, Done):
+                return decision.result
+            else:
+                raise decision.error
+
+    def _httpx_timeout(self) -> httpx.Timeout:
+        s = self._settings
+        return httpx.Timeout(s.timeout, connect=min(s.connect_timeout, s.timeout))
