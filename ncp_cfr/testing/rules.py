@@ -202,6 +202,8 @@ class RecordedRequest:
     multipart: bool
     received_at: float
     status: int = 0
+    request_id: str = ""
+    """The id the emulator answered with (``X-NCP-TRACE-ID``), as results carry it."""
     width: int | None = None
     height: int | None = None
     format: str | None = None
@@ -316,6 +318,7 @@ class Rules:
         self.requests: list[RecordedRequest] = []
         #: Requests handled since construction (not reset, not bounded by ``max_recorded``).
         self.handled = 0
+        self._ids = 0
         self._faults: list[_Reply] = []
         self._replies: list[_Reply] = []
         self._lock = threading.Lock()
@@ -377,6 +380,13 @@ class Rules:
         )
         answer = self._answer(method, endpoint, lower, record)
         record.status = answer.status
+        # Like the gateway, every answer names its request: what users quote in a ticket.
+        with self._lock:
+            self._ids += 1
+            record.request_id = f"emu-{self._ids:08d}"
+        if not answer.drop:
+            headers = {"X-NCP-TRACE-ID": record.request_id, **answer.headers}
+            answer = Answer(answer.status, answer.body, headers, answer.delay, answer.drop)
         if not self.record_images:
             record.image_bytes = None
         with self._lock:
