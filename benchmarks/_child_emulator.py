@@ -31,8 +31,14 @@ def emulator(latency: float, in_process: bool) -> Iterator[tuple[dict[str, str],
     if in_process:
         with Emulator(latency=latency, record_images=False, detector="none") as emu:
             emu.reply("face", faces=[make_face(40, 20, 60, 70)], times=None)
-            yield {"client_id": emu.client_id, "client_secret": emu.client_secret,
-                   "base_url": emu.base_url}, peak  # fmt: skip
+            yield (
+                {
+                    "client_id": emu.client_id,
+                    "client_secret": emu.client_secret,
+                    "base_url": emu.base_url,
+                },
+                peak,
+            )
             peak.append(emu.max_in_flight)
         return
     address: multiprocessing.Queue[object] = multiprocessing.Queue()

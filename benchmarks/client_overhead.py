@@ -83,8 +83,10 @@ def main() -> None:
     print(f"ratio SDK / bare             : {sdk_ms / bare_ms:7.3f}  (goal < 1.05)")
     # Wall time on a shared VM swings by tenths of a millisecond between rounds; the client
     # process's own CPU time per call is what the SDK adds, and it is steady.
-    print(f"client CPU per call          : bare {bare_cpu:.3f} ms, SDK {sdk_cpu:.3f} ms "
-          f"(+{sdk_cpu - bare_cpu:.3f} ms)")  # fmt: skip
+    print(
+        f"client CPU per call          : bare {bare_cpu:.3f} ms, SDK {sdk_cpu:.3f} ms "
+        f"(+{sdk_cpu - bare_cpu:.3f} ms)"
+    )
 
 
 if __name__ == "__main__":

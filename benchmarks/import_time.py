@@ -8,6 +8,9 @@ The snippets:
   SDK imports anyway (the issue's definition). ``import pydantic`` is lazy: it does not load
   ``BaseModel``.
 - **import**: ``import ncp_cfr``. The goal is at most 1.2 times the baseline.
+- **import Client**: ``from ncp_cfr import Client``, the import every program starts with (the
+  package's names are lazy, so this is where the clients, protocol and models load). The same
+  goal applies.
 - **first use**: ``from ncp_cfr import Client, FaceResult`` and one ``FaceResult`` parsed from a
   one-face answer. Parsing is included so that deferring work from import to first use (lazy
   submodules, ``defer_build``) is not counted as a saving. Constructing a client, preparing an
@@ -28,7 +31,7 @@ user pays.
 Prints median, min and max wall time per snippet in ms, the children's median CPU time (steadier
 on a loaded machine), and the ratios of medians import / baseline (goal: <= 1.2, wall time),
 first use / baseline and first use / reference. Exits 0 whatever the numbers, unless ``--check``
-is given: then it exits 1 when import / baseline is over the goal.
+is given: then it exits 1 when import or import Client over baseline is above the goal.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class M(BaseModel):
 assert M.model_validate({{"x": 1}}).x == 1
 """,
     "import": "import ncp_cfr",
+    "import Client": "from ncp_cfr import Client\nassert Client",
     # The assertion makes sure the snippet really parsed, so a broken import cannot look fast.
     "first use": f"""from ncp_cfr import Client, FaceResult
 assert Client
@@ -122,16 +126,17 @@ def main() -> int:
             f"{name:18}  {med[name]:7.1f}  {min(values):7.1f}  {max(values):7.1f}"
             f"  {med_cpu[name]:7.1f}"
         )
-    ratio = med["import"] / med["baseline"]
+    ratio = max(med["import"], med["import Client"]) / med["baseline"]
     # Wall time is the goal's measure; the children's CPU time is steadier on a shared machine.
     for label, top, bottom in (
         ("import / baseline", "import", "baseline"),
+        ("import Client / baseline", "import Client", "baseline"),
         ("first use / baseline", "first use", "baseline"),
         ("first use / reference", "first use", "reference"),
     ):
-        goal = f"  (goal <= {GOAL})" if top == "import" else ""
+        goal = f"  (goal <= {GOAL})" if top.startswith("import") else ""
         print(
-            f"{label:22}: {med[top] / med[bottom]:5.2f}, CPU {med_cpu[top] / med_cpu[bottom]:5.2f}"
+            f"{label:25}: {med[top] / med[bottom]:5.2f}, CPU {med_cpu[top] / med_cpu[bottom]:5.2f}"
             f"{goal}"
         )
     return 1 if args.check and ratio > GOAL else 0

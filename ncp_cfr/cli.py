@@ -376,28 +376,51 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"service root (default: ${protocol.ENV_BASE_URL} or {protocol.DEFAULT_BASE_URL})",
     )
-    group.add_argument("--timeout", type=_positive_float, default=protocol.DEFAULT_TIMEOUT,
-                       help="seconds per attempt (default %(default)s)")  # fmt: skip
-    group.add_argument("--max-retries", type=int, default=protocol.DEFAULT_MAX_RETRIES,
-                       help="retries of transient failures (default %(default)s)")  # fmt: skip
-    group.add_argument("--emulator", action="store_true",
-                       help="use the built-in emulator (offline)")  # fmt: skip
-    group.add_argument("--detector", default="auto",
-                       choices=_DETECTORS,
-                       help="the emulator's face detector (default %(default)s)")  # fmt: skip
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=protocol.DEFAULT_TIMEOUT,
+        help="seconds per attempt (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-retries",
+        type=int,
+        default=protocol.DEFAULT_MAX_RETRIES,
+        help="retries of transient failures (default %(default)s)",
+    )
+    group.add_argument(
+        "--emulator", action="store_true", help="use the built-in emulator (offline)"
+    )
+    group.add_argument(
+        "--detector",
+        default="auto",
+        choices=_DETECTORS,
+        help="the emulator's face detector (default %(default)s)",
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     fmt = group.add_mutually_exclusive_group()
-    fmt.add_argument("--json", dest="format", action="store_const", const="json",
-                     help="one JSON document")  # fmt: skip
-    fmt.add_argument("--jsonl", dest="format", action="store_const", const="jsonl",
-                     help="JSON Lines: one object per file, as each finishes")  # fmt: skip
+    fmt.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="one JSON document"
+    )
+    fmt.add_argument(
+        "--jsonl",
+        dest="format",
+        action="store_const",
+        const="jsonl",
+        help="JSON Lines: one object per file, as each finishes",
+    )
     parser.set_defaults(format="table")
     bar = group.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help="show a progress bar (default: on a terminal)")  # fmt: skip
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar (default: on a terminal)",
+    )
     bar.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -423,13 +446,26 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("inputs", nargs="+", metavar="IMAGE", help="files, folders or globs")
         _add_client_options(sub)
         _add_output_options(sub)
-        sub.add_argument("--draw", type=Path, metavar="DIR",
-                         help="write an overlay per photo here (DIR/NAME.cfr.jpg; each path is "
-                         "printed as 'overlay: PATH', on stderr with --json/--jsonl)")  # fmt: skip
-        sub.add_argument("--concurrency", type=_positive_int, default=4,
-                         help="requests at once (default %(default)s)")  # fmt: skip
-        sub.add_argument("--rate-limit", type=_positive_float, default=None, metavar="PER_SECOND",
-                         help="at most this many requests per second")  # fmt: skip
+        sub.add_argument(
+            "--draw",
+            type=Path,
+            metavar="DIR",
+            help="write an overlay per photo here (DIR/NAME.cfr.jpg; each path is "
+            "printed as 'overlay: PATH', on stderr with --json/--jsonl)",
+        )
+        sub.add_argument(
+            "--concurrency",
+            type=_positive_int,
+            default=4,
+            help="requests at once (default %(default)s)",
+        )
+        sub.add_argument(
+            "--rate-limit",
+            type=_positive_float,
+            default=None,
+            metavar="PER_SECOND",
+            help="at most this many requests per second",
+        )
         sub.set_defaults(run=_run_batch)
 
     sub = commands.add_parser(
@@ -442,13 +478,21 @@ def build_parser() -> argparse.ArgumentParser:
         "answered. Otherwise the answer is 'no clear match' (the ranking is still shown).",
     )
     sub.add_argument("inputs", nargs="+", metavar="IMAGE", help="files, folders or globs")
-    sub.add_argument("--scales", type=_scales, default=None,
-                     help=f"comma-separated longest-side sizes from {MIN_SIDE} to {MAX_SCALE} px, "
-                     "e.g. 320,640,1280 (sizes above the photo's own are sent at its own "
-                     "size)")  # fmt: skip
-    sub.add_argument("--match-confidence", type=_fraction, default=DEFAULT_MATCH_CONFIDENCE,
-                     metavar="C", help="mean confidence the leading name needs to be the "
-                     "match (default %(default)s)")  # fmt: skip
+    sub.add_argument(
+        "--scales",
+        type=_scales,
+        default=None,
+        help=f"comma-separated longest-side sizes from {MIN_SIDE} to {MAX_SCALE} px, "
+        "e.g. 320,640,1280 (sizes above the photo's own are sent at its own "
+        "size)",
+    )
+    sub.add_argument(
+        "--match-confidence",
+        type=_fraction,
+        default=DEFAULT_MATCH_CONFIDENCE,
+        metavar="C",
+        help="mean confidence the leading name needs to be the match (default %(default)s)",
+    )
     _add_client_options(sub)
     _add_output_options(sub)
     sub.set_defaults(run=_run_lookalike)
@@ -464,8 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--client-id", default=None)
     sub.add_argument("--client-secret", default=None)
     sub.add_argument("--detector", default="auto", choices=_DETECTORS)
-    sub.add_argument("--gallery", action="append", default=[], metavar="NAME=PATH",
-                     help="a celebrity for the celebrity endpoint (repeatable)")  # fmt: skip
+    sub.add_argument(
+        "--gallery",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a celebrity for the celebrity endpoint (repeatable)",
+    )
     sub.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
     sub.set_defaults(run=_run_emulator)
 

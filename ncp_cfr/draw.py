@@ -50,7 +50,6 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 
 _SEPARATOR = " · "
 _MISSING_TEXT = "?"
-_UNKNOWN = "unknown"
 _FRONTAL = "frontal_face"
 
 _warned_missing_glyphs = False
@@ -189,10 +188,8 @@ def face_label(face: Face, min_confidence: float = 0.0, *, confidences: bool = F
     """
 
     def known(prediction: Prediction | None) -> Prediction | None:
-        # The emulator's placeholder ("unknown", confidence 0) says nothing worth drawing.
-        if prediction is None or (prediction.value == _UNKNOWN and prediction.confidence == 0):
-            return None
-        return prediction
+        # A prediction at confidence 0 is no estimate at all, whatever its value says.
+        return prediction if prediction is not None and prediction.confidence > 0 else None
 
     gender, age = known(face.gender), known(face.age)
     parts: list[str] = []
@@ -259,7 +256,7 @@ def crop_faces(
     _check_size(result, source)
     crops: list[Image.Image] = []
     for face in faces:
-        x0, y0, x1, y1 = _clip(_grow(face.roi, margin, square), source.size)
+        x0, y0, x1, y1 = face.roi.crop_box(source.size, margin, square=square)
         if x1 <= x0 or y1 <= y0:
             crops.append(Image.new(source.mode, (0, 0)))
         else:
@@ -325,8 +322,7 @@ def blur_faces(
     _check_size(result, canvas)
 
     for face in faces:
-        grown = _grow(face.roi, margin, False)
-        x0, y0, x1, y1 = _clip(grown, canvas.size)
+        x0, y0, x1, y1 = face.roi.crop_box(canvas.size, margin)
         if x1 <= x0 or y1 <= y0:
             continue
         region = canvas.crop((x0, y0, x1, y1))
@@ -344,7 +340,7 @@ def blur_faces(
         if shape == "ellipse":
             # The ellipse of the whole (unclipped) box: a face cut by the border stays an arc.
             mask = Image.new("L", region.size, 0)
-            gx0, gy0, gx1, gy1 = grown
+            gx0, gy0, gx1, gy1 = face.roi.expanded(margin)
             ImageDraw.Draw(mask).ellipse((gx0 - x0, gy0 - y0, gx1 - x0 - 1, gy1 - y0 - 1), fill=255)
         canvas.paste(hidden, (x0, y0), mask)
     return canvas
@@ -476,8 +472,7 @@ def _draw_legend(
     canvas: Image.Image, result: CelebrityResult, font: fonts.LoadedFont, min_confidence: float
 ) -> bool:
     """A ranked list of names in a translucent panel at the top left; True if glyphs missing."""
-    ranked = sorted(result.faces, key=lambda f: f.celebrity.confidence, reverse=True)
-    entries = [f.celebrity for f in ranked if f.celebrity.confidence >= min_confidence]
+    entries = [c for c in result.ranked() if c.confidence >= min_confidence]
     if entries:
         lines = [f"{i}. {c.value} {c.confidence:.0%}" for i, c in enumerate(entries, 1)]
     elif result.faces:
@@ -579,25 +574,3 @@ def _check_size(result: FaceResult | Analysis, image: Image.Image) -> None:
             UserWarning,
             stacklevel=3,
         )
-
-
-def _grow(roi: Roi, margin: float, square: bool) -> tuple[float, float, float, float]:
-    dx, dy = roi.width * margin, roi.height * margin
-    x0, y0, x1, y1 = roi.x - dx, roi.y - dy, roi.right + dx, roi.bottom + dy
-    if square:
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        half = max(x1 - x0, y1 - y0) / 2
-        x0, y0, x1, y1 = cx - half, cy - half, cx + half, cy + half
-    return (x0, y0, x1, y1)
-
-
-def _clip(
-    box: tuple[float, float, float, float], size: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    x0, y0, x1, y1 = box
-    width, height = size
-    left = min(max(math.floor(x0), 0), width)
-    top = min(max(math.floor(y0), 0), height)
-    right = min(max(math.ceil(x1), left), width)
-    bottom = min(max(math.ceil(y1), top), height)
-    return (left, top, right, bottom)

@@ -56,6 +56,9 @@ class _Model(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="allow",
+        # Validators are built on first use, not at import: `import ncp_cfr.models` stays cheap
+        # for code that never parses (the CLI's --help, a script that fails early).
+        defer_build=True,
     )
 
     # Code written against the raw JSON (``res["faces"][0]["roi"]["x"]``) keeps working on the
@@ -84,10 +87,15 @@ class _Model(BaseModel):
             return default
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key, _ABSENT) is not _ABSENT
+        # As in the raw JSON: a key the answer had (``null`` included), not every field we model.
+        if not isinstance(key, str):
+            return False
+        name = _keys(type(self)).get(key)
+        if name is not None:
+            return name in self.model_fields_set
+        extra = self.__pydantic_extra__
+        return bool(extra) and key in extra
 
-
-_ABSENT = object()
 
 
 @functools.cache
@@ -354,7 +362,7 @@ class CelebrityFace(_Model):
 class UploadInfo(BaseModel):
     """What was actually uploaded for a result: not part of the service's JSON."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     width: int
     height: int

@@ -108,9 +108,12 @@ def start_standalone(args: list[str]) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NCP_CFR_")}
     env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=env,
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     banner = ""
     while "Ctrl-C" not in banner:

@@ -146,18 +146,32 @@ def test_lookalike_command(
 
 def test_module_entry_point_and_version() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ncp_cfr", "--version"], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "ncp_cfr", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "NCP_CFR_CLIENT_SECRET": ""},
-    )  # fmt: skip
+    )
     assert done.returncode == 0 and __version__ in done.stdout
 
 
 def test_emulator_command_serves_any_http_client_and_hides_the_secret(tmp_path: Path) -> None:
     secret = "fake-secret-from-the-command-line"
     process, banner = start_standalone(
-        ["-m", "ncp_cfr", "emulator", "--port", "0", "--detector", "none",
-         "--client-id", "fake-id", "--client-secret", secret]
-    )  # fmt: skip
+        [
+            "-m",
+            "ncp_cfr",
+            "emulator",
+            "--port",
+            "0",
+            "--detector",
+            "none",
+            "--client-id",
+            "fake-id",
+            "--client-secret",
+            secret,
+        ]
+    )
     try:
         assert secret not in banner
         url = banner.split("NCP_CFR_BASE_URL=")[1].split()[0]
@@ -165,8 +179,12 @@ def test_emulator_command_serves_any_http_client_and_hides_the_secret(tmp_path: 
         files = {"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg")}
         response = httpx.post(f"{url}/vision/v1/face", headers=keys, files=files, timeout=10)
         assert response.status_code == 200 and response.json()["faces"] == []
-        refused = httpx.post(f"{url}/vision/v1/face", headers={**keys, "X-NCP-APIGW-API-KEY": "no"},
-                             files=files, timeout=10)  # fmt: skip
+        refused = httpx.post(
+            f"{url}/vision/v1/face",
+            headers={**keys, "X-NCP-APIGW-API-KEY": "no"},
+            files=files,
+            timeout=10,
+        )
         assert refused.status_code == 401
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)

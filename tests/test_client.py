@@ -7,6 +7,7 @@ import io
 import logging
 import socket
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -38,7 +39,7 @@ from ncp_cfr import (
 from ncp_cfr.protocol import Endpoint, Settings
 from ncp_cfr.testing import FAKE_CLIENT_SECRET, Emulator, make_celebrity, make_face
 
-from .conftest import Runner, jpeg_bytes
+from .conftest import FakeClock, Runner, jpeg_bytes
 
 
 def _prepared(data: bytes, fmt: str = "JPEG") -> PreparedImage:
@@ -319,42 +320,48 @@ def test_unreadable_answers_are_server_errors_and_retried(
     assert emu.calls() == 2
 
 
-def test_retry_after_seconds_is_honoured(shell: Runner, emu: Emulator, hopper_bytes: bytes) -> None:
-    emu.inject("420", retry_after=0.6)
-    start = time.monotonic()
+def test_retry_after_seconds_is_honoured(
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, fake_clock: FakeClock
+) -> None:
+    emu.inject("420", retry_after=2)
     shell("detect_faces", hopper_bytes)
-    assert time.monotonic() - start >= 0.6
+    assert fake_clock.slept == [2.0]  # the service's wait, not the 0.5 s backoff
     assert emu.calls() == 2
 
 
-def test_retry_after_http_date_is_honoured(emu: Emulator, hopper_bytes: bytes) -> None:
-    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+def test_retry_after_http_date_is_honoured(
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, fake_clock: FakeClock
+) -> None:
+    # The date is read against the client's clock: two seconds after the fake "now".
+    when = email.utils.format_datetime(fake_clock.now() + timedelta(seconds=2), usegmt=True)
     emu.inject("410", retry_after=when)
-    start = time.monotonic()
-    with emu.client() as client:
-        client.detect_faces(hopper_bytes)
-    assert time.monotonic() - start >= 0.9  # the date has one-second resolution
+    shell("detect_faces", hopper_bytes)
+    assert fake_clock.slept == [2.0]
     assert emu.calls() == 2
 
 
 def test_retry_after_beyond_the_cap_is_not_waited_for(
-    shell: Runner, emu: Emulator, hopper_bytes: bytes
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, fake_clock: FakeClock
 ) -> None:
     emu.inject("410", retry_after=3600, times=None)
-    start = time.monotonic()
     with pytest.raises(RateLimitError):
         shell("detect_faces", hopper_bytes, max_retries=2)
-    assert time.monotonic() - start < 5
+    assert fake_clock.slept == []
     assert emu.calls() == 1
 
 
 def test_retries_are_logged_as_warnings(
-    shell: Runner, emu: Emulator, hopper_bytes: bytes, caplog: pytest.LogCaptureFixture
+    shell: Runner,
+    emu: Emulator,
+    hopper_bytes: bytes,
+    caplog: pytest.LogCaptureFixture,
+    fake_clock: FakeClock,
 ) -> None:
     # Regression: retries were logged at INFO, so a slow failing call was 92 s of silence.
     caplog.set_level(logging.WARNING, logger="ncp_cfr")
     emu.inject("ER21", retry_after=0.1, times=2)
     shell("detect_faces", hopper_bytes, max_retries=2)
+    assert fake_clock.slept == [0.1, 0.1]
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert [r.levelno for r in retries] == [logging.WARNING] * 2
     first, second = (r.getMessage() for r in retries)
@@ -363,14 +370,17 @@ def test_retries_are_logged_as_warnings(
 
 
 def test_slow_answer_times_out_and_is_retried(
-    shell: Runner, emu: Emulator, hopper_bytes: bytes
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, fake_clock: FakeClock
 ) -> None:
+    # The timeouts are real (the server really stalls); only the backoff between them is fake.
     emu.inject(delay=3.0, times=None)
     start = time.monotonic()
     with pytest.raises(APITimeoutError) as info:
         shell("detect_faces", hopper_bytes, timeout=0.4, max_retries=1)
     assert time.monotonic() - start < 3.0
     assert emu.calls() == 2
+    [backoff] = fake_clock.slept
+    assert 0.375 <= backoff <= 0.5  # the first backoff, with its jitter
     # Regression: the final message says what the call cost, not just "did not answer".
     assert "in 2 attempts over " in str(info.value) and "timeout=0.4 s per attempt" in str(
         info.value
@@ -385,25 +395,30 @@ def test_a_slow_answer_within_the_timeout_succeeds(
     assert len(shell("detect_faces", hopper_bytes, timeout=5).faces) == 1
 
 
-def test_dropped_connection_is_retried(shell: Runner, emu: Emulator, hopper_bytes: bytes) -> None:
+def test_dropped_connection_is_retried(
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, fake_clock: FakeClock
+) -> None:
     emu.inject(drop=True)
     emu.reply("face", faces=[make_face(10, 10, 60, 60)])
     result = shell("detect_faces", hopper_bytes)
     assert len(result.faces) == 1
     assert emu.calls() == 2
+    [backoff] = fake_clock.slept
+    assert 0.375 <= backoff <= 0.5
 
 
 def test_dropped_connection_every_time_raises_connection_error(
-    shell: Runner, emu: Emulator, hopper_bytes: bytes
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, fake_clock: FakeClock
 ) -> None:
     emu.inject(drop=True, times=None)
     with pytest.raises(APIConnectionError) as info:
         shell("detect_faces", hopper_bytes, max_retries=1)
     assert not isinstance(info.value, APITimeoutError)
     assert emu.calls() == 2
+    assert len(fake_clock.slept) == 1  # one backoff between the two attempts, none after
 
 
-def test_nothing_listening_is_a_connection_error() -> None:
+def test_nothing_listening_is_a_connection_error(fake_clock: FakeClock) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -413,6 +428,7 @@ def test_nothing_listening_is_a_connection_error() -> None:
         pytest.raises(APIConnectionError, match="could not reach"),
     ):
         c.detect_faces(jpeg_bytes())
+    assert len(fake_clock.slept) == 1  # it was retried once
 
 
 def test_service_checks_reach_the_caller_as_typed_errors(shell: Runner, emu: Emulator) -> None:
@@ -423,6 +439,23 @@ def test_service_checks_reach_the_caller_as_typed_errors(shell: Runner, emu: Emu
     with pytest.raises(InvalidImageError) as info:
         shell("detect_faces", _prepared(jpeg_bytes((400, 100))))
     assert info.value.code == "ER12"
+
+
+def test_a_rate_limited_batch_waits_what_the_limiter_asks(
+    shell: Runner, emu: Emulator, hopper_bytes: bytes, fake_clock: FakeClock
+) -> None:
+    # 2 requests per second, one call at a time: every request after the first waits 0.5 s
+    # of fake time. The retried attempt counts as a request too.
+    emu.inject("ER21", retry_after=0)
+    items = shell(
+        "detect_faces_many",
+        [hopper_bytes] * 4,
+        call_kwargs={"rate_limit": 2.0, "concurrency": 1},
+    )
+    assert [item.error for item in items] == [None] * 4
+    assert emu.calls() == 5
+    # The Retry-After of 0 s, then the limiter's slot before each of the 4 other requests.
+    assert fake_clock.slept == [0.0, 0.5, 0.5, 0.5, 0.5]
 
 
 def test_async_client_runs_calls_concurrently(emu: Emulator, hopper_bytes: bytes) -> None:
@@ -441,7 +474,9 @@ def test_async_client_runs_calls_concurrently(emu: Emulator, hopper_bytes: bytes
     assert emu.max_in_flight >= 2
 
 
-def test_in_process_transport_follows_the_same_rules(hopper_bytes: bytes) -> None:
+def test_in_process_transport_follows_the_same_rules(
+    hopper_bytes: bytes, fake_clock: FakeClock
+) -> None:
     emu = Emulator()  # never started: no socket at all
     with emu.client(in_process=True, max_retries=1) as client:
         emu.inject("ER21", retry_after=0)
@@ -452,6 +487,8 @@ def test_in_process_transport_follows_the_same_rules(hopper_bytes: bytes) -> Non
         emu.inject(drop=True, times=None)
         with pytest.raises(APIConnectionError):
             client.detect_faces(hopper_bytes)
+        assert emu.calls() == 4
+    assert fake_clock.slept[0] == 0.0 and 0.375 <= fake_clock.slept[1] <= 0.5
 
 
 def test_in_process_async_transport(hopper_bytes: bytes) -> None:

@@ -120,8 +120,12 @@ def test_a_reply_answers_the_next_call_only_and_fills_info(emu: Emulator) -> Non
 def test_replies_match_by_bytes_or_by_function(emu: Emulator) -> None:
     red, blue = jpeg_bytes(color=(250, 0, 0)), jpeg_bytes(color=(0, 0, 250))
     emu.reply("celebrity", faces=[make_celebrity("이다희", 0.8)], match=red, times=None)
-    emu.reply("celebrity", faces=[make_celebrity("송중기", 0.7)], times=None,
-              match=lambda req: req.image.getpixel((5, 5))[2] > 200)  # fmt: skip
+    emu.reply(
+        "celebrity",
+        faces=[make_celebrity("송중기", 0.7)],
+        times=None,
+        match=lambda req: req.image.getpixel((5, 5))[2] > 200,
+    )
     for data, name in [(blue, "송중기"), (red, "이다희"), (red, "이다희")]:
         body = _post(emu, "celebrity", files={"image": ("a.jpg", data, "image/jpeg")}).json()
         assert body["faces"][0]["celebrity"]["value"] == name

@@ -386,9 +386,13 @@ def test_one_bad_answer_is_one_items_error_in_a_batch(
     server = hostile(bad_gzip, fine)
     images = [jpeg_bytes() for _ in range(4)]
     items = _call(
-        kind, server.base_url, "detect_faces_many", images, max_retries=0,
+        kind,
+        server.base_url,
+        "detect_faces_many",
+        images,
+        max_retries=0,
         call_kwargs={"concurrency": 1},
-    )  # fmt: skip
+    )
     # Which image meets the bad answer depends on which was prepared first: exactly one does.
     assert len(items) == 4 and [item.index for item in items] == [0, 1, 2, 3]
     failed = [item for item in items if not item.ok]
@@ -408,10 +412,23 @@ def test_cli_prints_a_json_line_and_the_retry_notices_not_a_traceback(
         NCP_CFR_CLIENT_SECRET=SECRET,
     )
     done = subprocess.run(
-        [sys.executable, "-m", "ncp_cfr", "face", str(HOPPER), "--jsonl", "--max-retries", "1",
-         "--timeout", "5"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ncp_cfr",
+            "face",
+            str(HOPPER),
+            "--jsonl",
+            "--max-retries",
+            "1",
+            "--timeout",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert "Traceback" not in done.stderr, done.stderr
     [line] = done.stdout.splitlines()
     record = json.loads(line)

@@ -1,21 +1,29 @@
-"""The pure pipelines, driven by hand: no HTTP, no threads, every outcome chosen by the test."""
+"""The pure pipelines, driven by hand: no HTTP, no threads, every outcome chosen by the test.
+
+Plans prepare the image themselves and receive answers in the *upload's* pixels, as the service
+sends them; what they return is in the caller's pixels.
+"""
 
 from __future__ import annotations
 
 import io
-import threading
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from ncp_cfr import (
+    Batch,
+    BatchItem,
     CelebrityResult,
     CFRError,
     FaceResult,
     ImageError,
     InvalidArgumentError,
     ServerError,
+    Transform,
     prepare_image,
 )
 from ncp_cfr.images import PreparedImage
@@ -23,22 +31,19 @@ from ncp_cfr.models import Analysis, Lookalike
 from ncp_cfr.pipelines import (
     DEFAULT_MATCH_CONFIDENCE,
     MAX_SCALE,
-    Batch,
-    BatchItem,
     Finished,
     Job,
-    Outcome,
+    JobOutcome,
     Pending,
     Plan,
-    RateLimiter,
     advance,
     analyze_plan,
     call_plan,
-    crop_box,
     lookalike_plan,
     resolve_scales,
+    to_caller,
 )
-from ncp_cfr.protocol import Endpoint
+from ncp_cfr.protocol import Endpoint, parse_result
 from ncp_cfr.testing import make_celebrity, make_face
 
 RED = (220, 20, 20)
@@ -59,16 +64,25 @@ def dominant(prepared: PreparedImage) -> str:
     return "red" if r > b + 30 else "blue" if b > r + 30 else "grey"
 
 
-def face_result(*faces: dict[str, Any], size: tuple[int, int] = (400, 300)) -> FaceResult:
-    return FaceResult.model_validate(
-        {"info": {"size": {"width": size[0], "height": size[1]}}, "faces": list(faces)}
-    )
+def answer(endpoint: Endpoint, body: dict[str, Any], request_id: str | None = None) -> Any:
+    """A 200 answer parsed as the clients parse it (with its request id header, if given)."""
+    headers = {"X-NCP-TRACE-ID": request_id} if request_id else {}
+    return parse_result(endpoint, 200, headers, json.dumps(body).encode())
 
 
-def celebrities(*faces: dict[str, Any]) -> CelebrityResult:
-    return CelebrityResult.model_validate(
-        {"info": {"size": {"width": 100, "height": 100}, "faceCount": len(faces)}, "faces": faces}
-    )
+def face_result(
+    *faces: dict[str, Any], size: tuple[int, int] = (400, 300), request_id: str | None = None
+) -> FaceResult:
+    """A face answer; ``size`` and the faces are in the upload's pixels, as the service's."""
+    body = {"info": {"size": {"width": size[0], "height": size[1]}}, "faces": list(faces)}
+    result: FaceResult = answer(Endpoint.FACE, body, request_id)
+    return result
+
+
+def celebrities(*faces: dict[str, Any], request_id: str | None = None) -> CelebrityResult:
+    body = {"info": {"size": {"width": 100, "height": 100}, "faceCount": len(faces)}}
+    result: CelebrityResult = answer(Endpoint.CELEBRITY, {**body, "faces": faces}, request_id)
+    return result
 
 
 def pending(step: Any) -> list[Job]:
@@ -81,18 +95,162 @@ def finished(step: Any) -> Any:
     return step.value
 
 
-def start_analysis(image: Image.Image, **options: Any) -> tuple[Plan[Analysis], list[Job]]:
+def start_analysis(
+    image: Image.Image, face_request_id: str | None = None, **options: Any
+) -> tuple[Plan[Analysis], list[Job]]:
     """Run the plan up to its crop calls, answering the face call with two faces and a tiny one."""
-    prepared = prepare_image(image)
-    plan = analyze_plan(image, prepared, **options)
+    plan = analyze_plan(image, **options)
     [face_job] = pending(advance(plan, None))
-    assert face_job == Job(Endpoint.FACE, prepared)
+    # The plan uploads the whole image first, prepared as prepare_image would.
+    assert face_job == Job(Endpoint.FACE, prepare_image(image))
     found = face_result(
         make_face(40, 60, 100, 100, gender="female"),
         make_face(240, 60, 100, 100, gender="male"),
         make_face(180, 250, 20, 20),  # under min_face: never cropped
+        request_id=face_request_id,
     )
     return plan, pending(advance(plan, [found]))
+
+
+# -- one call: prepared in the first step, answered in the caller's pixels ------------------------
+
+
+def test_call_plan_returns_the_result_or_raises_the_error() -> None:
+    image = two_faces()
+    plan = call_plan(Endpoint.FACE, image)
+    assert pending(advance(plan, None)) == [Job(Endpoint.FACE, prepare_image(image))]
+    result = face_result()
+    assert finished(advance(plan, [result])) is result
+    failing = call_plan(Endpoint.CELEBRITY, image)
+    advance(failing, None)
+    with pytest.raises(ImageError):
+        advance(failing, [ImageError("bad")])
+
+
+def test_call_plan_uploads_with_its_options_and_answers_in_the_callers_pixels() -> None:
+    plan = call_plan(Endpoint.FACE, two_faces(), max_side=200, max_bytes=100_000)
+    [job] = pending(advance(plan, None))
+    assert (job.image.width, job.image.height) == (200, 150)
+    assert len(job.image.data) <= 100_000
+    # The service saw the half-size upload and answers in its pixels.
+    result = finished(advance(plan, [face_result(make_face(20, 30, 50, 50), size=(200, 150))]))
+    roi = result.faces[0].roi
+    assert (roi.x, roi.y, roi.width, roi.height) == (40, 60, 100, 100)
+    assert (result.info.size.width, result.info.size.height) == (400, 300)
+    assert result.upload is not None and (result.upload.width, result.upload.scale) == (200, 0.5)
+
+
+def test_call_plan_sends_a_prepared_image_as_it_is() -> None:
+    upload = prepare_image(two_faces((800, 600)), max_side=400)
+    plan = call_plan(Endpoint.FACE, upload, max_side=100)  # options apply to raw inputs only
+    [job] = pending(advance(plan, None))
+    assert job.image is upload
+    result = finished(advance(plan, [face_result(make_face(20, 30, 50, 50))]))
+    assert (result.faces[0].roi.x, result.info.size.width) == (40, 800)
+
+
+def test_call_plan_reads_an_array_in_the_channel_order_given() -> None:
+    np = pytest.importorskip("numpy")
+    bgr = np.zeros((100, 100, 3), dtype=np.uint8)
+    bgr[...] = (20, 20, 220)  # red, in OpenCV's order
+    [job] = pending(advance(call_plan(Endpoint.FACE, bgr, channel_order="bgr"), None))
+    assert dominant(job.image) == "red"
+
+
+def test_a_plan_reads_its_image_only_when_first_advanced(tmp_path: Path) -> None:
+    path = tmp_path / "later.png"
+    plan = call_plan(Endpoint.FACE, path)  # the file does not exist yet: building reads nothing
+    two_faces().save(path)
+    [job] = pending(advance(plan, None))
+    assert (job.image.source_width, job.image.source_height) == (400, 300)
+
+
+@pytest.mark.parametrize(
+    "make_plan",
+    [lambda image: call_plan(Endpoint.FACE, image), analyze_plan, lookalike_plan],
+    ids=["call", "analyze", "lookalike"],
+)
+@pytest.mark.parametrize("bad", ["bytes", "missing file"])
+def test_a_bad_input_fails_the_first_advance_before_any_job(
+    make_plan: Any, bad: str, tmp_path: Path
+) -> None:
+    source = b"not an image" if bad == "bytes" else tmp_path / "missing.jpg"
+    plan = make_plan(source)
+    # Raising from advance means the plan never reached its first yield: no job was asked for.
+    with pytest.raises(ImageError):
+        advance(plan, None)
+
+
+# -- to_caller ------------------------------------------------------------------------------------
+
+#: The upload of an 800x600 image at half size, with 10 px of padding added on its left.
+PADDED = PreparedImage(
+    data=b"\xff" * 1234,
+    content_type="image/jpeg",
+    format="JPEG",
+    width=410,
+    height=300,
+    source_width=800,
+    source_height=600,
+    transform=Transform(0.5, 0.5, offset_x=10.0),
+    reencoded=True,
+    quality=90,
+)
+LANDMARK = {
+    "leftEye": {"x": 70, "y": 55},
+    "rightEye": {"x": 95, "y": 55},
+    "nose": {"x": 85, "y": 65},
+    "leftMouth": {"x": 75, "y": 78},
+    "rightMouth": {"x": 96, "y": 77},
+}
+
+
+def test_to_caller_maps_boxes_and_landmarks_through_the_transform() -> None:
+    result = face_result(
+        make_face(60, 40, 50, 50, landmark=LANDMARK, gender="female"),
+        make_face(10, 0, 20, 30, landmark=None),
+        size=(410, 300),
+        request_id="trace-1",
+    )
+    mapped = to_caller(result, PADDED)
+    assert mapped is result  # in place
+    first, second = mapped.faces
+    assert (first.roi.x, first.roi.y, first.roi.width, first.roi.height) == (100, 80, 100, 100)
+    assert first.landmark is not None
+    points = {name: (p.x, p.y) for name, p in first.landmark.points().items()}
+    assert points == {
+        "left_eye": (120, 110),
+        "right_eye": (170, 110),
+        "nose": (150, 130),
+        "left_mouth": (130, 156),
+        "right_mouth": (172, 154),
+    }
+    assert (second.roi.x, second.roi.y, second.roi.width, second.roi.height) == (0, 0, 40, 60)
+    assert second.landmark is None
+    assert first.gender is not None and first.gender.value == "female"  # attributes untouched
+    assert (mapped.info.size.width, mapped.info.size.height) == (800, 600)
+    assert mapped.upload is not None
+    assert mapped.upload.model_dump() == {
+        "width": 410,
+        "height": 300,
+        "bytes": 1234,
+        "format": "JPEG",
+        "scale": 0.5,
+        "reencoded": True,
+        "quality": 90,
+    }
+    assert mapped.request_id == "trace-1"
+    # The raw JSON keeps the service's own numbers.
+    assert mapped.raw is not None
+    assert mapped.raw["faces"][0]["roi"]["x"] == 60
+    assert mapped.raw["info"]["size"]["width"] == 410
+
+
+def test_to_caller_gives_a_celebrity_answer_the_callers_size_and_the_upload() -> None:
+    result = to_caller(celebrities(make_celebrity("이다희", 0.6), request_id="trace-2"), PADDED)
+    assert (result.info.size.width, result.info.size.height) == (800, 600)
+    assert result.upload is not None and result.upload.bytes == 1234
+    assert result.names() == ["이다희"] and result.request_id == "trace-2"
 
 
 # -- analyze --------------------------------------------------------------------------------------
@@ -121,6 +279,21 @@ def test_analyze_crops_each_face_and_maps_each_answer_to_its_own_face() -> None:
     assert (analysis.info.size.width, analysis.info.size.height) == (400, 300)
 
 
+def test_analyze_keeps_the_face_calls_request_id_and_raw_answer() -> None:
+    plan, _ = start_analysis(two_faces(), face_request_id="face-trace")
+    analysis = finished(
+        advance(
+            plan,
+            [
+                celebrities(make_celebrity("이다희", 0.6), request_id="crop-1"),
+                celebrities(request_id="crop-2"),
+            ],
+        )
+    )
+    assert analysis.request_id == "face-trace"
+    assert analysis.raw is not None and len(analysis.raw["faces"]) == 3
+
+
 def test_crops_keep_a_margin_and_small_crops_are_upscaled_to_the_minimum() -> None:
     image = two_faces()
     _, jobs = start_analysis(image, margin=0.5, min_face=10)
@@ -128,13 +301,6 @@ def test_crops_keep_a_margin_and_small_crops_are_upscaled_to_the_minimum() -> No
     assert (jobs[0].image.source_width, jobs[0].image.source_height) == (190, 200)
     assert len(jobs) == 3  # min_face=10 lets the 20 px face through ...
     assert min(jobs[2].image.width, jobs[2].image.height) >= 50  # ... upscaled to 50 px
-
-
-def test_crop_box_grows_by_the_margin_and_clips_to_the_image() -> None:
-    assert crop_box(100, 100, 50, 40, 0.2, 400, 300) == (90, 92, 160, 148)
-    assert crop_box(-10, 280, 50, 40, 0.5, 400, 300) == (0, 260, 65, 300)
-    left, _, right, _ = crop_box(500, 10, 50, 50, 0.1, 400, 300)
-    assert right <= left  # entirely outside: empty
 
 
 def test_the_most_confident_name_of_a_crop_wins_and_no_name_means_no_lookalike() -> None:
@@ -178,41 +344,53 @@ def test_a_failed_crop_only_costs_its_own_face() -> None:
 
 
 def test_a_failed_face_call_fails_the_analysis() -> None:
-    image = two_faces()
-    plan = analyze_plan(image, prepare_image(image))
+    plan = analyze_plan(two_faces())
     pending(advance(plan, None))
     with pytest.raises(ServerError):
         advance(plan, [ServerError("down", status_code=503)])
 
 
 def test_no_faces_means_no_crop_calls() -> None:
-    image = two_faces()
-    plan = analyze_plan(image, prepare_image(image))
+    plan = analyze_plan(two_faces())
     pending(advance(plan, None))
     assert pending(advance(plan, [face_result()])) == []
     assert finished(advance(plan, [])).faces == []
 
 
-def test_cropping_from_an_upload_goes_through_its_transform() -> None:
-    # Only a half-size upload is at hand: the roi (caller pixels) must land on it scaled.
-    image = two_faces((800, 600))
-    upload = prepare_image(image, max_side=400)
-    pixels = Image.open(io.BytesIO(upload.data))
-    plan = analyze_plan(pixels, upload, pixels=upload.transform, margin=0.0)
-    pending(advance(plan, None))
-    found = face_result(make_face(40, 60, 100, 100), make_face(240, 60, 100, 100), size=(800, 600))
+def test_analyze_on_an_upload_crops_from_it_through_its_transform() -> None:
+    # Only a half-size upload is at hand: crops are cut from its pixels, the answer's boxes
+    # (upload pixels) reach the caller in the original image's pixels.
+    upload = prepare_image(two_faces((800, 600)), max_side=400)
+    assert upload.transform == Transform(0.5, 0.5)
+    plan = analyze_plan(upload, margin=0.0)
+    [face_job] = pending(advance(plan, None))
+    assert face_job.image is upload  # sent as it is, not prepared again
+    found = face_result(make_face(20, 30, 50, 50), make_face(120, 30, 50, 50), size=(400, 300))
     jobs = pending(advance(plan, [found]))
     assert [dominant(job.image) for job in jobs] == ["red", "blue"]
     assert jobs[0].image.source_width == 50  # 100 caller px on a half-size upload
+    analysis = finished(advance(plan, [celebrities(), celebrities()]))
+    boxes = [(f.roi.x, f.roi.y, f.roi.width, f.roi.height) for f in analysis.faces]
+    assert boxes == [(40, 60, 100, 100), (240, 60, 100, 100)]
+    assert (analysis.info.size.width, analysis.info.size.height) == (800, 600)
+
+
+def test_analyze_reads_a_stream_once_for_both_the_upload_and_the_crops() -> None:
+    buffer = io.BytesIO()
+    two_faces().save(buffer, "PNG")
+    buffer.seek(0)
+    plan = analyze_plan(buffer)
+    pending(advance(plan, None))
+    found = face_result(make_face(40, 60, 100, 100), make_face(240, 60, 100, 100))
+    assert [dominant(job.image) for job in pending(advance(plan, [found]))] == ["red", "blue"]
 
 
 @pytest.mark.parametrize(
     "options", [{"margin": -1}, {"min_face": 0}, {"min_confidence": 2}, {"min_face": 1.5}]
 )
 def test_analyze_options_are_checked(options: dict[str, Any]) -> None:
-    image = two_faces()
     with pytest.raises(CFRError):
-        advance(analyze_plan(image, prepare_image(image), **options), None)
+        advance(analyze_plan(two_faces(), **options), None)
 
 
 # -- lookalike consensus --------------------------------------------------------------------------
@@ -227,7 +405,7 @@ def test_resolve_scales_caps_merges_and_reads_fractions() -> None:
             resolve_scales(bad, 600, 400)  # type: ignore[arg-type]
 
 
-def run_lookalike(sides_to_answers: dict[int, Outcome], **options: Any) -> Lookalike:
+def run_lookalike(sides_to_answers: dict[int, JobOutcome], **options: Any) -> Lookalike:
     image = Image.new("RGB", (1000, 800), (90, 100, 110))
     plan = lookalike_plan(image, scales=list(sides_to_answers), **options)
     jobs = pending(advance(plan, None))
@@ -254,6 +432,19 @@ def test_lookalike_counts_one_vote_per_size_and_ranks_by_votes_then_confidence()
     assert found.stable  # 3 of 5
     assert [s.top.value if s.top else None for s in found.per_scale] == ["A", "B", "B", "C", "B"]
     assert [n.value for n in found.per_scale[1].names] == ["B", "A"]
+    assert (found.size.width, found.size.height) == (1000, 800)
+
+
+def test_lookalike_keeps_each_sizes_request_id() -> None:
+    busy = ServerError("busy", status_code=400, code="ER22", request_id="trace-640")
+    found = run_lookalike(
+        {
+            320: celebrities(make_celebrity("A", 0.5), request_id="trace-320"),
+            640: busy,
+            800: celebrities(make_celebrity("A", 0.5)),  # an answer without the header
+        }
+    )
+    assert [s.request_id for s in found.per_scale] == ["trace-320", "trace-640", None]
 
 
 def test_lookalike_without_a_majority_is_not_stable() -> None:
@@ -291,70 +482,15 @@ def test_lookalike_threshold_turns_weak_sizes_into_no_vote() -> None:
     assert [c.name for c in found.candidates] == ["B"]
 
 
-# -- single calls, batch items, rate limiting -----------------------------------------------------
+def test_lookalike_on_an_upload_resizes_from_its_pixels() -> None:
+    upload = prepare_image(Image.new("RGB", (1000, 800), (90, 100, 110)), max_side=500)
+    plan = lookalike_plan(upload, scales=[320, 1.0, 800])
+    jobs = pending(advance(plan, None))
+    # The upload is the largest image at hand: sizes are capped at its 500 px.
+    assert [max(j.image.width, j.image.height) for j in jobs] == [320, 500]
 
 
-def test_call_plan_returns_the_result_or_raises_the_error() -> None:
-    prepared = prepare_image(two_faces())
-    plan = call_plan(Endpoint.FACE, prepared)
-    assert pending(advance(plan, None)) == [Job(Endpoint.FACE, prepared)]
-    result = face_result()
-    assert finished(advance(plan, [result])) is result
-    failing = call_plan(Endpoint.CELEBRITY, prepared)
-    advance(failing, None)
-    with pytest.raises(ImageError):
-        advance(failing, [ImageError("bad")])
-
-
-def test_batch_item() -> None:
-    good: BatchItem[int] = BatchItem(0, "a.jpg", result=3)
-    bad: BatchItem[int] = BatchItem(1, "b.jpg", error=ImageError("no such file"))
-    assert good.ok and good.unwrap() == 3
-    assert not bad.ok
-    with pytest.raises(ImageError):
-        bad.unwrap()
-
-
-def test_rate_limiter_spaces_requests_evenly() -> None:
-    limiter = RateLimiter(20)
-    assert [round(limiter.reserve(10.0), 3) for _ in range(4)] == [0.0, 0.05, 0.1, 0.15]
-    # After an idle spell there is no credit beyond the burst.
-    assert limiter.reserve(100.0) == 0.0
-    assert limiter.reserve(100.0) == pytest.approx(0.05)
-
-
-def test_rate_limiter_burst() -> None:
-    limiter = RateLimiter(10, burst=3)
-    waits = [limiter.reserve(0.0) for _ in range(5)]
-    assert waits == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2])
-
-
-def test_rate_limiter_gives_every_thread_its_own_slot() -> None:
-    limiter = RateLimiter(1000)
-    slots: list[float] = []
-    lock = threading.Lock()
-
-    def book() -> None:
-        for _ in range(100):
-            wait = limiter.reserve(0.0)
-            with lock:
-                slots.append(wait)
-
-    threads = [threading.Thread(target=book) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(round(s * 1000) for s in slots) == list(range(800))
-
-
-@pytest.mark.parametrize("rate", [0, -1, True, "5"])
-def test_rate_limiter_refuses_nonsense(rate: Any) -> None:
-    with pytest.raises(CFRError):
-        RateLimiter(rate)
-
-
-# -- issue 10: scale limit, what a match is, batches in notebooks --------------------------------
+# -- issue 10: scale limit, what a match is -------------------------------------------------------
 
 
 def test_pixel_scales_above_the_limit_are_refused_not_capped() -> None:
@@ -399,7 +535,7 @@ def test_a_tie_for_most_votes_is_no_clear_match() -> None:
 
 
 def test_match_confidence_sets_the_bar() -> None:
-    answers: dict[int, Outcome] = {
+    answers: dict[int, JobOutcome] = {
         320: celebrities(make_celebrity("A", 0.2)),
         640: celebrities(make_celebrity("A", 0.25)),
     }
@@ -424,9 +560,21 @@ def test_a_match_without_a_majority_is_best_but_not_stable() -> None:
     assert found.best is not None and found.best.name == "A" and not found.stable  # 2 of 5
 
 
+# -- batch items ----------------------------------------------------------------------------------
+
+
+def test_batch_item() -> None:
+    good: BatchItem[int] = BatchItem(0, "a.jpg", result=3)
+    bad: BatchItem[int] = BatchItem(1, "b.jpg", error=ImageError("no such file"))
+    assert good.ok and good.unwrap() == 3
+    assert not bad.ok
+    with pytest.raises(ImageError):
+        bad.unwrap()
+
+
 def test_a_batch_is_a_list_that_shows_itself_as_a_table() -> None:
     good = face_result(make_face(10, 10, 60, 60), make_face(100, 10, 60, 60))
-    items = [
+    items: list[BatchItem[FaceResult]] = [
         BatchItem(0, "photos/a.jpg", result=good),
         BatchItem(1, b"not an image", error=ImageError("<not> an image")),
     ]

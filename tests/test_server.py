@@ -431,17 +431,3 @@ def test_stop_is_prompt_closes_every_connection_and_ends_every_thread() -> None:
         srv.stop()  # a second stop is harmless; this one only matters if an assertion failed
         for sock in (parked, delayed, stalled, silent):
             sock.close()
-
-
-def test_serve_forever_in_the_calling_thread_returns_on_stop() -> None:
-    srv = LoopbackServer(rules())
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    with connect(srv) as sock:
-        sock.sendall(post(multipart(jpeg_bytes())))
-        assert read_answer(sock)[0] == 200
-    srv.stop()
-    thread.join(timeout=3)
-    assert not thread.is_alive()
-    with pytest.raises(OSError):
-        socket.create_connection(address(srv), timeout=2).close()

@@ -7,8 +7,9 @@ side, and image work (a plan's steps) in worker threads so the event loop never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine
 from types import TracebackType
+from typing import Any, Concatenate, ParamSpec
 
 import anyio
 import httpx
@@ -16,33 +17,24 @@ import httpx
 from ncp_cfr import protocol
 from ncp_cfr.batches import BatchItem
 from ncp_cfr.clients._base import (
-    DEFAULT_BATCH_CONCURRENCY,
-    DEFAULT_FAN_OUT,
     IO_ERRORS,
     Answer,
     BatchRun,
-    ClientBase,
     Finished,
     ImageInput,
-    Progress,
     Reply,
     Send,
     T,
     answer_reader,
-    check_concurrency,
     next_action,
     reraise_single,
     transport_error,
 )
+from ncp_cfr.clients._methods import Many, Methods, Single, _named_after
 from ncp_cfr.clients._ratelimit import RateLimiter
 from ncp_cfr.errors import APIConnectionError, CFRError, ServerError
-from ncp_cfr.images import ChannelOrder
-from ncp_cfr.models import Analysis, CelebrityResult, EndpointResult, FaceResult, Lookalike
+from ncp_cfr.models import EndpointResult
 from ncp_cfr.pipelines import (
-    DEFAULT_MARGIN,
-    DEFAULT_MATCH_CONFIDENCE,
-    DEFAULT_MIN_FACE,
-    DEFAULT_SCALES,
     Job,
     JobOutcome,
     Pending,
@@ -53,8 +45,22 @@ from ncp_cfr.protocol import Request
 
 __all__ = ["AsyncClient"]
 
+P = ParamSpec("P")
 
-class AsyncClient(ClientBase[httpx.AsyncClient]):
+
+def awaiting(
+    method: Callable[Concatenate[Methods[Any], P], Single[T] | Many[T]],
+) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
+    """A public method of [`AsyncClient`][ncp_cfr.AsyncClient] from its ``Methods`` definition."""
+
+    async def call(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await self._perform(method(self, *args, **kwargs))
+        return result
+
+    return _named_after(call, method)
+
+
+class AsyncClient(Methods[httpx.AsyncClient]):
     """Asynchronous CFR client: the same methods as [`Client`][ncp_cfr.Client], awaitable.
 
     Takes the same arguments as [`Client`][ncp_cfr.Client], with ``http_client`` an
@@ -65,130 +71,15 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient()
 
-    async def detect_faces(
-        self, image: ImageInput, *, channel_order: ChannelOrder = "rgb"
-    ) -> FaceResult:
-        """Find faces; see [`Client.detect_faces`][ncp_cfr.Client.detect_faces]."""
-        return await self._drive(self._face_plans(channel_order)(image))
-
-    async def recognize_celebrities(
-        self, image: ImageInput, *, channel_order: ChannelOrder = "rgb"
-    ) -> CelebrityResult:
-        """Name the most similar celebrity per face; see
-        [`Client.recognize_celebrities`][ncp_cfr.Client.recognize_celebrities].
-        """
-        return await self._drive(self._celebrity_plans(channel_order)(image))
-
-    async def analyze(
-        self,
-        image: ImageInput,
-        *,
-        margin: float = DEFAULT_MARGIN,
-        min_face: int = DEFAULT_MIN_FACE,
-        min_confidence: float = 0.0,
-        concurrency: int = DEFAULT_FAN_OUT,
-        channel_order: ChannelOrder = "rgb",
-    ) -> Analysis:
-        """Faces with their attributes and each face's own lookalike; see
-        [`Client.analyze`][ncp_cfr.Client.analyze].
-
-        Cropping and encoding run in worker threads, the calls in a task group.
-        """
-        check_concurrency(concurrency)
-        plans = self._analyze_plans(channel_order, margin, min_face, min_confidence)
-        return await self._drive(plans(image), concurrency)
-
-    async def find_lookalike(
-        self,
-        image: ImageInput,
-        *,
-        scales: Sequence[float] = DEFAULT_SCALES,
-        min_confidence: float = 0.0,
-        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
-        concurrency: int = DEFAULT_FAN_OUT,
-        channel_order: ChannelOrder = "rgb",
-    ) -> Lookalike:
-        """Names voted across upload sizes; see
-        [`Client.find_lookalike`][ncp_cfr.Client.find_lookalike].
-        """
-        check_concurrency(concurrency)
-        plans = self._lookalike_plans(channel_order, scales, min_confidence, match_confidence)
-        return await self._drive(plans(image), concurrency)
-
-    async def detect_faces_many(
-        self,
-        images: Iterable[ImageInput],
-        *,
-        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
-        rate_limit: float | None = None,
-        progress: Progress = False,
-        channel_order: ChannelOrder = "rgb",
-    ) -> list[BatchItem[FaceResult]]:
-        """[`detect_faces`][ncp_cfr.AsyncClient.detect_faces] for many images; see
-        [`Client.detect_faces_many`][ncp_cfr.Client.detect_faces_many].
-
-        The calls run in one task group: cancelling the awaiting task cancels every call in
-        flight and sends nothing more. ``progress`` callables run in the event loop.
-        """
-        plans = self._face_plans(channel_order)
-        run = BatchRun(images, concurrency, rate_limit, progress)
-        return await self._many(run, plans, light_finish=True)
-
-    async def recognize_celebrities_many(
-        self,
-        images: Iterable[ImageInput],
-        *,
-        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
-        rate_limit: float | None = None,
-        progress: Progress = False,
-        channel_order: ChannelOrder = "rgb",
-    ) -> list[BatchItem[CelebrityResult]]:
-        """[`recognize_celebrities`][ncp_cfr.AsyncClient.recognize_celebrities] for many images; see
-        [`Client.detect_faces_many`][ncp_cfr.Client.detect_faces_many].
-        """
-        plans = self._celebrity_plans(channel_order)
-        run = BatchRun(images, concurrency, rate_limit, progress)
-        return await self._many(run, plans, light_finish=True)
-
-    async def analyze_many(
-        self,
-        images: Iterable[ImageInput],
-        *,
-        margin: float = DEFAULT_MARGIN,
-        min_face: int = DEFAULT_MIN_FACE,
-        min_confidence: float = 0.0,
-        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
-        rate_limit: float | None = None,
-        progress: Progress = False,
-        channel_order: ChannelOrder = "rgb",
-    ) -> list[BatchItem[Analysis]]:
-        """[`analyze`][ncp_cfr.AsyncClient.analyze] for many images; see
-        [`Client.analyze_many`][ncp_cfr.Client.analyze_many].
-        """
-        run: BatchRun = BatchRun(images, concurrency, rate_limit, progress)
-        return await self._many(
-            run, self._analyze_plans(channel_order, margin, min_face, min_confidence)
-        )
-
-    async def find_lookalike_many(
-        self,
-        images: Iterable[ImageInput],
-        *,
-        scales: Sequence[float] = DEFAULT_SCALES,
-        min_confidence: float = 0.0,
-        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
-        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
-        rate_limit: float | None = None,
-        progress: Progress = False,
-        channel_order: ChannelOrder = "rgb",
-    ) -> list[BatchItem[Lookalike]]:
-        """[`find_lookalike`][ncp_cfr.AsyncClient.find_lookalike] for many images; see
-        [`Client.find_lookalike_many`][ncp_cfr.Client.find_lookalike_many].
-        """
-        run: BatchRun = BatchRun(images, concurrency, rate_limit, progress)
-        return await self._many(
-            run, self._lookalike_plans(channel_order, scales, min_confidence, match_confidence)
-        )
+    # The public methods: written once in Methods (signature, docs, checks, plans).
+    detect_faces = awaiting(Methods._detect_faces)
+    recognize_celebrities = awaiting(Methods._recognize_celebrities)
+    analyze = awaiting(Methods._analyze)
+    find_lookalike = awaiting(Methods._find_lookalike)
+    detect_faces_many = awaiting(Methods._detect_faces_many)
+    recognize_celebrities_many = awaiting(Methods._recognize_celebrities_many)
+    analyze_many = awaiting(Methods._analyze_many)
+    find_lookalike_many = awaiting(Methods._find_lookalike_many)
 
     async def aclose(self) -> None:
         """Release the connection pool (not a pool you passed as ``http_client``)."""
@@ -207,6 +98,12 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
         await self.aclose()
 
     # -- running plans ----------------------------------------------------------------------------
+
+    async def _perform(self, work: Single[Any] | Many[Any]) -> Any:
+        """Run what a public method asked for: one plan, or a batch."""
+        if isinstance(work, Single):
+            return await self._drive(work.plan, work.concurrency)
+        return await self._many(work.run, work.plans, light_finish=work.light_finish)
 
     async def _drive(self, plan: Plan[T], concurrency: int = 1) -> T:
         """Run ``plan``, its calls side by side in up to ``concurrency`` tasks."""
@@ -268,7 +165,7 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
                     request.url,
                     headers=request.headers,
                     files=request.files,
-                    timeout=self._httpx_timeout(),
+                    timeout=self._timeouts,
                 ) as response:
                     status = response.status_code
                     reader, streaming = answer_reader(response, request.url)

@@ -9,18 +9,16 @@ made here, once.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Generic, NoReturn, TypeVar, Union
 
-import anyio
 import httpx
 
 from ncp_cfr import protocol
@@ -31,13 +29,12 @@ from ncp_cfr.errors import APIConnectionError, CFRError, InvalidArgumentError, S
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SIDE,
-    ChannelOrder,
     ImageSource,
     PreparedImage,
 )
-from ncp_cfr.models import Analysis, CelebrityResult, EndpointResult, FaceResult, Lookalike
-from ncp_cfr.pipelines import Job, Plan, analyze_plan, call_plan, lookalike_plan
-from ncp_cfr.protocol import Call, Done, Endpoint, Request, Retry, Settings
+from ncp_cfr.models import EndpointResult
+from ncp_cfr.pipelines import Job
+from ncp_cfr.protocol import Call, Done, Request, Retry, Settings
 
 #: ``progress=`` of the ``*_many`` methods: a tqdm bar (``True``), none, or ``hook(done, total)``.
 Progress = Union[bool, Callable[[int, int], object], None]
@@ -85,6 +82,8 @@ class Clock:
 
     async def asleep(self, seconds: float) -> None:
         """Sleep ``seconds`` in the event loop (cancellable)."""
+        import anyio  # here: sync programs never load it
+
         await anyio.sleep(seconds)
 
 
@@ -284,6 +283,8 @@ class ClientBase(Generic[HttpT]):
     _max_side: int | None
     _http: HttpT
     _owns_http: bool
+    _pool_is_ours: bool
+    _timeouts: httpx.Timeout
     _clock: Clock = SYSTEM_CLOCK
 
     def __init__(
@@ -311,8 +312,10 @@ class ClientBase(Generic[HttpT]):
         )
         self._max_bytes = max_bytes
         self._max_side = max_side
-        self._owns_http = http_client is None
+        # Made here: closed by close(), and its connections are the SDK's to watch.
+        self._pool_is_ours = self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._new_http()
+        self._timeouts = self._httpx_timeout()
 
     def _new_http(self) -> HttpT:
         """The connection pool a client makes for itself."""
@@ -373,76 +376,8 @@ class ClientBase(Generic[HttpT]):
         if not isinstance(max_side, NotGiven):
             clone._max_side = max_side
         clone._owns_http = False  # the parent's pool: closing the copy must not close it
+        clone._timeouts = clone._httpx_timeout()
         return clone
-
-    # -- plans: what each public method runs, with this client's upload options -----------------
-    #
-    # Each returns a plan factory (image -> plan): one image for the single methods, every input
-    # of a batch for the ``*_many`` ones. A plan does nothing until first advanced, so images are
-    # read and encoded where the shell advances it (the async one: in a worker thread).
-
-    def _face_plans(self, channel_order: ChannelOrder) -> Callable[[ImageInput], Plan[FaceResult]]:
-        max_bytes, max_side = self._max_bytes, self._max_side
-
-        def plan(image: ImageInput) -> Plan[FaceResult]:
-            result = yield from call_plan(
-                Endpoint.FACE,
-                image,
-                channel_order=channel_order,
-                max_bytes=max_bytes,
-                max_side=max_side,
-            )
-            assert isinstance(result, FaceResult)
-            return result
-
-        return plan
-
-    def _celebrity_plans(
-        self, channel_order: ChannelOrder
-    ) -> Callable[[ImageInput], Plan[CelebrityResult]]:
-        max_bytes, max_side = self._max_bytes, self._max_side
-
-        def plan(image: ImageInput) -> Plan[CelebrityResult]:
-            result = yield from call_plan(
-                Endpoint.CELEBRITY,
-                image,
-                channel_order=channel_order,
-                max_bytes=max_bytes,
-                max_side=max_side,
-            )
-            assert isinstance(result, CelebrityResult)
-            return result
-
-        return plan
-
-    def _analyze_plans(
-        self, channel_order: ChannelOrder, margin: float, min_face: int, min_confidence: float
-    ) -> Callable[[ImageInput], Plan[Analysis]]:
-        return functools.partial(
-            analyze_plan,
-            channel_order=channel_order,
-            margin=margin,
-            min_face=min_face,
-            min_confidence=min_confidence,
-            max_bytes=self._max_bytes,
-            max_side=self._max_side,
-        )
-
-    def _lookalike_plans(
-        self,
-        channel_order: ChannelOrder,
-        scales: Sequence[float],
-        min_confidence: float,
-        match_confidence: float,
-    ) -> Callable[[ImageInput], Plan[Lookalike]]:
-        return functools.partial(
-            lookalike_plan,
-            channel_order=channel_order,
-            scales=scales,
-            min_confidence=min_confidence,
-            match_confidence=match_confidence,
-            max_bytes=self._max_bytes,
-        )
 
     def _exchange(self, job: Job, rate: RateLimiter | None = None) -> Exchange:
         """One call with its retries: yields what to send and how long to wait, returns the

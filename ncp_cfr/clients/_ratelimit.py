@@ -28,7 +28,7 @@ class RateLimiter:
     def __init__(self, rate: float, burst: int = 1) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
             raise InvalidArgumentError(f"rate_limit is requests per second (> 0), got {rate!r}")
-        if not (isinstance(burst, int) and burst >= 1):
+        if isinstance(burst, bool) or not (isinstance(burst, int) and burst >= 1):
             raise InvalidArgumentError(f"burst must be a whole number >= 1, got {burst!r}")
         self.rate = float(rate)
         self.burst = burst

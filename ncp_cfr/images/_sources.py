@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import IO, Any
 
-from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
+from PIL import Image, ImageFile
 
 from ncp_cfr.errors import ImageError
 from ncp_cfr.images._arrays import _array_to_image
@@ -27,8 +27,17 @@ from ncp_cfr.images._types import (
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _HEIF_BRANDS = {
-    b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"
-}  # fmt: skip
+    b"heic",
+    b"heix",
+    b"heim",
+    b"heis",
+    b"hevc",
+    b"hevx",
+    b"hevm",
+    b"hevs",
+    b"mif1",
+    b"msf1",
+}
 # Orientation tag value -> the transposition that makes the stored pixels upright.
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -282,6 +291,9 @@ _Factory = Callable[[IO[bytes], str], ImageFile.ImageFile]
 
 def _candidates(prefix: bytes, name: str) -> tuple[list[_Factory], bool]:
     """The plugin factories to try, and whether Pillow's own pixel limit must also apply."""
+    # Imported here: most programs import the SDK long before they read an image.
+    from PIL import JpegImagePlugin, PngImagePlugin
+
     if prefix.startswith(_JPEG_MAGIC):
         # Not Image.open's jpeg_factory: it would turn MPO files (most phone photos with a depth
         # map) into MpoImageFile, which runs Pillow's bomb check and may warn. Frame 0 is the JPEG.

@@ -136,12 +136,20 @@ def _status_class(status: int) -> type[APIError]:
     return APIError
 
 
+class Lowered(dict[str, str]):
+    """Headers with lower-case names: made once per answer, then every lookup is a dict's."""
+
+
+def lowered(headers: Mapping[str, str]) -> Lowered:
+    """``headers`` with lower-case names (the same object if it already is)."""
+    if isinstance(headers, Lowered):
+        return headers
+    return Lowered((name.lower(), value) for name, value in headers.items())
+
+
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """The value of header ``name`` (lower case) in any mapping, whatever its keys' case."""
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
+    return lowered(headers).get(name)
 
 
 def _text_or_none(value: object) -> str | None:
@@ -152,6 +160,7 @@ def _text_or_none(value: object) -> str | None:
 
 def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> APIError:
     """The typed error for an error answer, whatever its envelope (CFR, gateway, legacy, none)."""
+    headers = lowered(headers)
     text = body.decode("utf-8", "replace")
     code: str | None = None
     message: str | None = None
@@ -262,7 +271,7 @@ class AnswerReader:
         decoded: bool = False,
     ) -> None:
         self.status = status
-        self._headers = headers
+        self._headers = headers = lowered(headers)
         self._url = url
         self._limit = limit
         self._chunks: list[bytes] = []

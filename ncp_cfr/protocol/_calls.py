@@ -22,7 +22,7 @@ from ncp_cfr.errors import (
     ServerError,
 )
 from ncp_cfr.models import EndpointResult
-from ncp_cfr.protocol._answers import error_from_response, header, parse_result
+from ncp_cfr.protocol._answers import error_from_response, header, lowered, parse_result
 from ncp_cfr.protocol._requests import Request, build_request, redact_headers
 from ncp_cfr.protocol._settings import Endpoint, Settings
 
@@ -146,6 +146,7 @@ class Call:
 
     def on_response(self, status: int, headers: Mapping[str, str], body: bytes) -> Decision:
         """Decide what an HTTP answer means."""
+        headers = lowered(headers)  # once: parsing, errors and Retry-After all look names up
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "response %s %d headers=%s body=%s",

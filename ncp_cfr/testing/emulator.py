@@ -328,10 +328,17 @@ class Emulator:
         """
         data, fill = reply_body(body, faces)
         self.rules.add_reply(
-            make_reply(endpoint, status=status, body=data, headers=headers, match=match,
-                       times=times, fill_info=fill),
+            make_reply(
+                endpoint,
+                status=status,
+                body=data,
+                headers=headers,
+                match=match,
+                times=times,
+                fill_info=fill,
+            ),
             fault=False,
-        )  # fmt: skip
+        )
 
     def inject(
         self,
@@ -376,16 +383,31 @@ class Emulator:
         if status is None and not drop:
             # A pure delay: hold the call, then let it through to the normal rules.
             self.rules.add_reply(
-                make_reply(endpoint, status=0, body=b"", headers=None, match=match, times=times,
-                           delay=delay),
+                make_reply(
+                    endpoint,
+                    status=0,
+                    body=b"",
+                    headers=None,
+                    match=match,
+                    times=times,
+                    delay=delay,
+                ),
                 fault=True,
-            )  # fmt: skip
+            )
             return
         self.rules.add_reply(
-            make_reply(endpoint, status=status or 0, body=data, headers=all_headers, match=match,
-                       times=times, delay=delay, drop=drop),
+            make_reply(
+                endpoint,
+                status=status or 0,
+                body=data,
+                headers=all_headers,
+                match=match,
+                times=times,
+                delay=delay,
+                drop=drop,
+            ),
             fault=True,
-        )  # fmt: skip
+        )
 
     def reset(self) -> None:
         """Forget recorded requests, scenarios and faults."""

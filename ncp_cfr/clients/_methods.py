@@ -1,0 +1,373 @@
+"""The public methods of both clients, written once.
+
+Each method here checks its arguments and says what to run: a ``Single`` plan (one image, its
+calls side by side) or ``Many`` (a batch). The shells turn each into their public method with
+``blocking`` (``Client``: returns the value) or
+``awaiting`` (``AsyncClient``: a coroutine), keeping the signature and the docstring, so a
+method's parameters, defaults, checks and documentation exist once.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ncp_cfr.batches import BatchItem
+from ncp_cfr.clients._base import (
+    DEFAULT_BATCH_CONCURRENCY,
+    DEFAULT_FAN_OUT,
+    BatchRun,
+    ClientBase,
+    HttpT,
+    ImageInput,
+    Progress,
+    check_concurrency,
+)
+from ncp_cfr.images import ChannelOrder
+from ncp_cfr.models import Analysis, CelebrityResult, FaceResult, Lookalike
+from ncp_cfr.pipelines import (
+    DEFAULT_MARGIN,
+    DEFAULT_MATCH_CONFIDENCE,
+    DEFAULT_MIN_FACE,
+    DEFAULT_SCALES,
+    Plan,
+    analyze_plan,
+    call_plan,
+    lookalike_plan,
+)
+from ncp_cfr.protocol import Endpoint
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Single(Generic[T]):
+    """Run ``plan`` (one image) with up to ``concurrency`` of its calls at once; its value."""
+
+    plan: Plan[T]
+    concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class Many(Generic[T]):
+    """Run ``plans`` over every input of ``run``; one [`BatchItem`][ncp_cfr.BatchItem] each.
+
+    ``T`` is what the public method returns: the list of items.
+
+    ``light_finish``: the plans' last step only maps a result back (single-call plans), cheap
+    enough for the async shell to run in the event loop.
+    """
+
+    run: BatchRun
+    plans: Callable[[ImageInput], Plan[Any]]
+    light_finish: bool = False
+
+
+class Methods(ClientBase[HttpT]):
+    """The public methods' signatures, documentation, checks and plans, for both shells."""
+
+    # -- plans: what each public method runs, with this client's upload options -----------------
+    #
+    # Each returns a plan factory (image -> plan): one image for the single methods, every input
+    # of a batch for the ``*_many`` ones. A plan does nothing until first advanced, so images are
+    # read and encoded where the shell advances it (the async one: in a worker thread).
+
+    def _face_plans(self, channel_order: ChannelOrder) -> Callable[[ImageInput], Plan[FaceResult]]:
+        max_bytes, max_side = self._max_bytes, self._max_side
+
+        def plan(image: ImageInput) -> Plan[FaceResult]:
+            result = yield from call_plan(
+                Endpoint.FACE,
+                image,
+                channel_order=channel_order,
+                max_bytes=max_bytes,
+                max_side=max_side,
+            )
+            assert isinstance(result, FaceResult)
+            return result
+
+        return plan
+
+    def _celebrity_plans(
+        self, channel_order: ChannelOrder
+    ) -> Callable[[ImageInput], Plan[CelebrityResult]]:
+        max_bytes, max_side = self._max_bytes, self._max_side
+
+        def plan(image: ImageInput) -> Plan[CelebrityResult]:
+            result = yield from call_plan(
+                Endpoint.CELEBRITY,
+                image,
+                channel_order=channel_order,
+                max_bytes=max_bytes,
+                max_side=max_side,
+            )
+            assert isinstance(result, CelebrityResult)
+            return result
+
+        return plan
+
+    def _analyze_plans(
+        self, channel_order: ChannelOrder, margin: float, min_face: int, min_confidence: float
+    ) -> Callable[[ImageInput], Plan[Analysis]]:
+        return functools.partial(
+            analyze_plan,
+            channel_order=channel_order,
+            margin=margin,
+            min_face=min_face,
+            min_confidence=min_confidence,
+            max_bytes=self._max_bytes,
+            max_side=self._max_side,
+        )
+
+    def _lookalike_plans(
+        self,
+        channel_order: ChannelOrder,
+        scales: Sequence[float],
+        min_confidence: float,
+        match_confidence: float,
+    ) -> Callable[[ImageInput], Plan[Lookalike]]:
+        return functools.partial(
+            lookalike_plan,
+            channel_order=channel_order,
+            scales=scales,
+            min_confidence=min_confidence,
+            match_confidence=match_confidence,
+            max_bytes=self._max_bytes,
+        )
+
+    # -- the public methods (turned into Client's and AsyncClient's by the shells) -------------
+
+    def _detect_faces(
+        self, image: ImageInput, *, channel_order: ChannelOrder = "rgb"
+    ) -> Single[FaceResult]:
+        """Find faces: box, five landmarks, gender, age, emotion and pose of each.
+
+        Args:
+            image: a path, bytes, a binary file object, a ``PIL.Image``, a NumPy-style array
+                (``channel_order="bgr"`` for OpenCV) or a [`PreparedImage`][ncp_cfr.PreparedImage].
+            channel_order: the channel order of an array ``image``.
+
+        Returns:
+            The faces, with coordinates in the pixels of ``image`` as you see it, and the
+            service's ``request_id``.
+
+        Raises:
+            ImageError: the image could not be prepared (nothing was sent).
+            APIError: the service refused the request (a subclass says why).
+            APIConnectionError: no answer (``APITimeoutError`` if out of time).
+        """
+        return Single(self._face_plans(channel_order)(image))
+
+    def _recognize_celebrities(
+        self, image: ImageInput, *, channel_order: ChannelOrder = "rgb"
+    ) -> Single[CelebrityResult]:
+        """Name the most similar celebrity for each face (no positions: see ``analyze``).
+
+        Takes the same ``image`` kinds and raises the same errors as
+        [`detect_faces`][ncp_cfr.Client.detect_faces].
+        """
+        return Single(self._celebrity_plans(channel_order)(image))
+
+    def _analyze(
+        self,
+        image: ImageInput,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = 0.0,
+        concurrency: int = DEFAULT_FAN_OUT,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Single[Analysis]:
+        """Faces with their attributes, and each face's own lookalike.
+
+        The celebrity endpoint does not say which face a name belongs to, so this detects the
+        faces first, then sends a crop around each face to the celebrity endpoint (up to
+        ``concurrency`` at a time) and gives each face the name found in its own crop.
+
+        Args:
+            image: any image [`detect_faces`][ncp_cfr.Client.detect_faces] takes. Cropping needs the
+                caller's pixels; for a [`PreparedImage`][ncp_cfr.PreparedImage] the crops come from
+                its (smaller) upload.
+            margin: context kept around each face box, as a fraction of its width/height per
+                side (default 0.35), clipped to the image.
+            min_face: faces narrower or lower than this many pixels (of ``image``) are not sent:
+                their ``lookalike`` stays ``None`` and no call is made (default 32).
+            min_confidence: a name under this confidence is dropped (``lookalike=None``).
+            concurrency: crop calls in flight at once.
+            channel_order: the channel order of an array ``image``.
+
+        Returns:
+            The [`Analysis`][ncp_cfr.Analysis], in the pixels of ``image`` as you see it. A crop
+            call that failed leaves that face with ``lookalike=None`` and ``lookalike_error`` set;
+            the other faces keep theirs.
+
+        Raises:
+            ImageError: the image could not be prepared (nothing was sent).
+            APIError: the face call failed (a subclass says why).
+            APIConnectionError: the face call got no answer.
+        """
+        check_concurrency(concurrency)
+        plans = self._analyze_plans(channel_order, margin, min_face, min_confidence)
+        return Single(plans(image), concurrency)
+
+    def _find_lookalike(
+        self,
+        image: ImageInput,
+        *,
+        scales: Sequence[float] = DEFAULT_SCALES,
+        min_confidence: float = 0.0,
+        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
+        concurrency: int = DEFAULT_FAN_OUT,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Single[Lookalike]:
+        """Ask the celebrity endpoint at several upload sizes and rank the names by votes.
+
+        The name the service gives a face changes with the upload's resolution; one call is a
+        sample, several are a vote. Each size votes for its most confident name.
+
+        Args:
+            image: any image [`detect_faces`][ncp_cfr.Client.detect_faces] takes; best with one face
+                (crop group photos first, or use [`analyze`][ncp_cfr.Client.analyze]).
+            scales: longest sides in pixels (50 to 2048), or fractions of the image's
+                longest side (values in (0, 1]). Sizes above the image's own are capped to it
+                and repeats merged, so a small image gets fewer calls; a pixel size above 2048
+                (`ncp_cfr.pipelines.MAX_SCALE`: larger uploads would not fit the service's 2 MB
+                at the size asked) raises `InvalidArgumentError`, while a fraction of a larger
+                image is capped at 2048. Default: 320, 480, 640, 800, 1024, 1280, 1600 and
+                2048 px.
+            min_confidence: a size whose best name is under this votes for nobody.
+            match_confidence: the mean confidence the leading name needs to be the match
+                (`best`); see [`Lookalike`][ncp_cfr.Lookalike] for the whole rule.
+            concurrency: calls in flight at once.
+            channel_order: the channel order of an array ``image``.
+
+        Returns:
+            The [`Lookalike`][ncp_cfr.Lookalike]: ``best`` (the match, or `None` when there
+            is no clear match), ranked ``candidates``, ``stable`` and what each size said
+            (``per_scale``, each with its ``request_id``). A size that failed is recorded there.
+
+        Raises:
+            ImageError: the image could not be read.
+            CFRError: every size failed (the last size's error), or a bad argument.
+        """
+        check_concurrency(concurrency)
+        plans = self._lookalike_plans(channel_order, scales, min_confidence, match_confidence)
+        return Single(plans(image), concurrency)
+
+    def _detect_faces_many(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Many[list[BatchItem[FaceResult]]]:
+        """[`detect_faces`][ncp_cfr.Client.detect_faces] for many images, concurrently; one failure
+        never stops the rest.
+
+        Args:
+            images: the images (any kind [`detect_faces`][ncp_cfr.Client.detect_faces] takes).
+            concurrency: calls in flight at once (worker threads).
+            rate_limit: at most this many requests per second over the whole batch, retries
+                included (``None``: no client-side limit).
+            progress: ``True`` for a tqdm bar (needs the ``progress`` extra), or a
+                ``callable(done, total)`` called in this thread after each image.
+            channel_order: the channel order of array images.
+
+        Returns:
+            One [`BatchItem`][ncp_cfr.BatchItem] per image, in input order: ``.result``, or
+            ``.error`` (a [`CFRError`][ncp_cfr.CFRError]; an unreadable input is an ``ImageError``).
+            The list is a [`Batch`][ncp_cfr.Batch], a `list` that Jupyter shows as a table.
+
+        Raises:
+            CFRError: a bad argument. Exceptions other than ``CFRError`` (and
+                ``KeyboardInterrupt``) stop the batch: nothing new is sent, queued images are
+                dropped, and the exception propagates.
+        """
+        plans = self._face_plans(channel_order)
+        return Many(BatchRun(images, concurrency, rate_limit, progress), plans, light_finish=True)
+
+    def _recognize_celebrities_many(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Many[list[BatchItem[CelebrityResult]]]:
+        """[`recognize_celebrities`][ncp_cfr.Client.recognize_celebrities] for many images; see
+        [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
+        """
+        plans = self._celebrity_plans(channel_order)
+        return Many(BatchRun(images, concurrency, rate_limit, progress), plans, light_finish=True)
+
+    def _analyze_many(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        margin: float = DEFAULT_MARGIN,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = 0.0,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Many[list[BatchItem[Analysis]]]:
+        """[`analyze`][ncp_cfr.Client.analyze] for many images; see
+        [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
+
+        ``concurrency`` and ``rate_limit`` count every call: the face calls and the crop calls
+        of all images share them. ``margin``, ``min_face`` and ``min_confidence`` are
+        [`analyze`][ncp_cfr.Client.analyze]'s.
+        """
+        plans = self._analyze_plans(channel_order, margin, min_face, min_confidence)
+        return Many(BatchRun(images, concurrency, rate_limit, progress), plans)
+
+    def _find_lookalike_many(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        scales: Sequence[float] = DEFAULT_SCALES,
+        min_confidence: float = 0.0,
+        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        channel_order: ChannelOrder = "rgb",
+    ) -> Many[list[BatchItem[Lookalike]]]:
+        """[`find_lookalike`][ncp_cfr.Client.find_lookalike] for many images; see
+        [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
+
+        ``concurrency`` and ``rate_limit`` count every call: the sizes of all images share
+        them. ``scales``, ``min_confidence`` and ``match_confidence`` are
+        [`find_lookalike`][ncp_cfr.Client.find_lookalike]'s.
+        """
+        plans = self._lookalike_plans(channel_order, scales, min_confidence, match_confidence)
+        return Many(BatchRun(images, concurrency, rate_limit, progress), plans)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _named_after(call: F, method: Callable[..., Any]) -> F:
+    """``call`` with the name, docstring and signature of ``method``, returning what it runs.
+
+    ``help(client.analyze)`` and IDEs then show the parameters of ``Methods._analyze`` with the
+    value the caller gets (``Analysis``, not ``Single[Analysis]``).
+    """
+    call.__name__ = method.__name__.lstrip("_")
+    call.__qualname__ = call.__name__
+    call.__doc__ = method.__doc__
+    call.__module__ = "ncp_cfr"
+    signature = inspect.signature(method)
+    returns = str(signature.return_annotation)
+    for work in ("Single[", "Many["):
+        if returns.startswith(work):
+            returns = returns[len(work) : -1]
+    call.__signature__ = signature.replace(return_annotation=returns)  # type: ignore[attr-defined]
+    return call
