@@ -94,8 +94,7 @@ class _Model(BaseModel):
         if name is not None:
             return name in self.model_fields_set
         extra = self.__pydantic_extra__
-        return bool(extra) and key in extra
-
+        return extra is not None and key in extra
 
 
 @functools.cache

@@ -23,8 +23,8 @@ from ncp_cfr import (
     crop_faces,
     draw_faces,
 )
-from ncp_cfr.display import result_rows
 from ncp_cfr.clients import RateLimiter
+from ncp_cfr.display import result_rows
 from ncp_cfr.testing import Emulator, Gallery
 from ncp_cfr.testing.emulator import EmulatorNotRunningError
 

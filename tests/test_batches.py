@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from ncp_cfr import CFRError, ImageError, InvalidImageError
-from ncp_cfr.models import Analysis, CelebrityResult, FaceResult
 from ncp_cfr.batches import BatchItem
+from ncp_cfr.models import Analysis, CelebrityResult, FaceResult
 from ncp_cfr.testing import Emulator, RecordedRequest, make_celebrity, make_face
 
 from .conftest import Runner, jpeg_bytes

@@ -78,9 +78,11 @@ def make_call(
 def answer(code: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """The service's own error answer for ``code`` (as the emulator sends it)."""
     status, envelope = error_envelope(code)
-    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(
-        envelope
-    ).encode()
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(envelope).encode(),
+    )
 
 
 def attempt(call: Call, status: int, headers: dict[str, str], body: bytes) -> Decision:
@@ -88,7 +90,7 @@ def attempt(call: Call, status: int, headers: dict[str, str], body: bytes) -> De
     return call.on_response(status, headers, body)
 
 
-# -- requests -------------------------------------------------------------------------------------
+# -- requests --------------------------------------------------------------------------------------
 
 
 def test_every_attempt_sends_the_same_request_and_counts_it() -> None:
@@ -143,7 +145,7 @@ def test_a_success_after_a_retry_is_done() -> None:
     assert decision.result.request_id is None  # no id header: None, not an error
 
 
-# -- what is retried, and how long to wait ------------------------------------------------------
+# -- what is retried, and how long to wait ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -153,8 +155,11 @@ def test_a_success_after_a_retry_is_done() -> None:
         pytest.param(answer("420"), RateLimitError, id="gateway-420"),
         pytest.param(answer("410"), RateLimitError, id="gateway-410"),
         pytest.param(answer("500"), ServerError, id="gateway-500-as-503"),
-        pytest.param((502, {"Content-Type": "text/html"}, b"<h1>Bad Gateway</h1>"), ServerError,
-                     id="502-html"),  # fmt: skip
+        pytest.param(
+            (502, {"Content-Type": "text/html"}, b"<h1>Bad Gateway</h1>"),
+            ServerError,
+            id="502-html",
+        ),
         pytest.param(answer("ER21"), ServerError, id="ER21-as-400"),
     ],
 )
@@ -254,7 +259,7 @@ def test_max_retries_zero_fails_on_the_first_transient_error() -> None:
     assert isinstance(decision, Fail) and decision.error.code == "ER21"  # type: ignore[attr-defined]
 
 
-# -- unreadable answers and transport errors ---------------------------------------------------------
+# -- unreadable answers and transport errors -------------------------------------------------------
 
 
 @pytest.mark.parametrize("body", [b"{truncated", b'{"faces": "nope"}', b""])
@@ -327,7 +332,7 @@ def test_the_final_connection_error_keeps_its_text_and_adds_the_attempts() -> No
     assert str(error) == f"could not reach {URL}: connection refused (2 attempts over 0.8 s)"
 
 
-# -- logging ----------------------------------------------------------------------------------------
+# -- logging ---------------------------------------------------------------------------------------
 
 
 def test_a_retry_is_a_warning_and_no_log_line_shows_the_keys(
@@ -349,4 +354,3 @@ def test_a_retry_is_a_warning_and_no_log_line_shows_the_keys(
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "request POST" in text and "<redacted>" in text  # the DEBUG lines were written
     assert CLIENT_ID not in text and CLIENT_SECRET not in text
-

@@ -7,57 +7,25 @@ side, and image work (a plan's steps) in worker threads so the event loop never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec
+from typing import Any
 
 import anyio
 import httpx
 
 from ncp_cfr import protocol
 from ncp_cfr.batches import BatchItem
-from ncp_cfr.clients._base import (
-    IO_ERRORS,
-    Answer,
-    BatchRun,
-    Finished,
-    ImageInput,
-    Reply,
-    Send,
-    T,
-    answer_reader,
-    next_action,
-    reraise_single,
-    transport_error,
-)
-from ncp_cfr.clients._methods import Many, Methods, Single, _named_after
+from ncp_cfr.clients import _base as base
+from ncp_cfr.clients._base import BatchRun, ImageInput, T
+from ncp_cfr.clients._methods import Many, Methods, Single
 from ncp_cfr.clients._ratelimit import RateLimiter
 from ncp_cfr.errors import APIConnectionError, CFRError, ServerError
 from ncp_cfr.models import EndpointResult
-from ncp_cfr.pipelines import (
-    Job,
-    JobOutcome,
-    Pending,
-    Plan,
-    advance,
-)
+from ncp_cfr.pipelines import Job, JobOutcome, Pending, Plan, advance
 from ncp_cfr.protocol import Request
 
 __all__ = ["AsyncClient"]
-
-P = ParamSpec("P")
-
-
-def awaiting(
-    method: Callable[Concatenate[Methods[Any], P], Single[T] | Many[T]],
-) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
-    """A public method of [`AsyncClient`][ncp_cfr.AsyncClient] from its ``Methods`` definition."""
-
-    async def call(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = await self._perform(method(self, *args, **kwargs))
-        return result
-
-    return _named_after(call, method)
 
 
 class AsyncClient(Methods[httpx.AsyncClient]):
@@ -70,16 +38,6 @@ class AsyncClient(Methods[httpx.AsyncClient]):
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient()
-
-    # The public methods: written once in Methods (signature, docs, checks, plans).
-    detect_faces = awaiting(Methods._detect_faces)
-    recognize_celebrities = awaiting(Methods._recognize_celebrities)
-    analyze = awaiting(Methods._analyze)
-    find_lookalike = awaiting(Methods._find_lookalike)
-    detect_faces_many = awaiting(Methods._detect_faces_many)
-    recognize_celebrities_many = awaiting(Methods._recognize_celebrities_many)
-    analyze_many = awaiting(Methods._analyze_many)
-    find_lookalike_many = awaiting(Methods._find_lookalike_many)
 
     async def aclose(self) -> None:
         """Release the connection pool (not a pool you passed as ``http_client``)."""
@@ -133,50 +91,45 @@ class AsyncClient(Methods[httpx.AsyncClient]):
                 for index in range(run.total):
                     group.start_soon(one, index)
         except Exception as failed:
-            reraise_single(failed)
+            base.reraise_single(failed)
         finally:
             run.close()
         return run.batch()
 
     async def _execute(self, job: Job, rate: RateLimiter | None = None) -> EndpointResult:
-        """One call with its retries."""
+        """One call with its retries; cancelling the task ends it."""
         exchange = self._exchange(job, rate)
-        reply: Reply = None
-        while not isinstance(action := next_action(exchange, reply), Finished):
-            reply = None
-            if not isinstance(action, Send):
-                await self._clock.asleep(action.seconds)
-                continue
-            try:
+        reply: base.Reply = None
+        while not isinstance(action := base.next_action(exchange, reply), base.Finished):
+            if isinstance(action, base.Send):
                 reply = await self._send(action.request)
-            except (APIConnectionError, ServerError) as error:
-                reply = error
+            else:
+                reply = None
+                await self._clock.asleep(action.seconds)
         return action.value
 
-    async def _send(self, request: Request) -> Answer:
-        """One attempt, over within ``timeout`` whatever the server does."""
+    async def _send(self, request: Request) -> base.Reply:
+        """One attempt, over within ``timeout`` whatever the server does: the answer, or the
+        CFRError it failed with (the exchange decides whether to retry).
+        """
         timeout = self._settings.timeout
         status: int | None = None
         try:
             # Cancellation bounds the attempt as a whole: connect, send, headers and body.
             with anyio.fail_after(timeout):
-                async with self._http.stream(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    files=request.files,
-                    timeout=self._timeouts,
-                ) as response:
+                async with self._http.stream(**self._stream_args(request)) as response:
                     status = response.status_code
-                    reader, streaming = answer_reader(response, request.url)
+                    reader, streaming = base.answer_reader(response, request.url)
                     if streaming:
                         async for chunk in response.aiter_raw():
                             reader.feed(chunk)
                     return status, response.headers, reader.body()
         except TimeoutError:
-            raise protocol.attempt_timeout_error(request.url, timeout) from None
-        except IO_ERRORS as exc:
-            raise transport_error(exc, request, timeout, status) from None
+            return protocol.attempt_timeout_error(request.url, timeout)
+        except (APIConnectionError, ServerError) as error:  # an answer too large or undecodable
+            return error
+        except base.IO_ERRORS as exc:
+            return base.transport_error(exc, request, timeout, status)
 
 
 class _Jobs:
@@ -224,7 +177,7 @@ class _Jobs:
                 for index, job in enumerate(jobs):
                     group.start_soon(one, index, job)
         except Exception as failed:
-            reraise_single(failed)
+            base.reraise_single(failed)
         return [outcomes[i] for i in range(len(jobs))]
 
     async def _one(self, job: Job) -> JobOutcome:

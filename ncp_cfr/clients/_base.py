@@ -413,6 +413,16 @@ class ClientBase(Generic[HttpT]):
             else:
                 raise decision.error
 
+    def _stream_args(self, request: Request) -> dict[str, Any]:
+        """The arguments of ``http.stream()`` for ``request``, in both shells."""
+        return {
+            "method": request.method,
+            "url": request.url,
+            "headers": request.headers,
+            "files": request.files,
+            "timeout": self._timeouts,
+        }
+
     def _httpx_timeout(self) -> httpx.Timeout:
         s = self._settings
         return httpx.Timeout(s.timeout, connect=min(s.connect_timeout, s.timeout))

@@ -1,19 +1,19 @@
 """The public methods of both clients, written once.
 
 Each method here checks its arguments and says what to run: a ``Single`` plan (one image, its
-calls side by side) or ``Many`` (a batch). The shells turn each into their public method with
-``blocking`` (``Client``: returns the value) or
-``awaiting`` (``AsyncClient``: a coroutine), keeping the signature and the docstring, so a
-method's parameters, defaults, checks and documentation exist once.
+calls side by side) or ``Many`` (a batch). The ``public`` decorator makes each
+the method of both shells: ``Client`` runs it and returns the value, ``AsyncClient`` returns a
+coroutine. A method's parameters, defaults, checks and documentation exist once.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+import types
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from ncp_cfr.batches import BatchItem
 from ncp_cfr.clients._base import (
@@ -41,6 +41,11 @@ from ncp_cfr.pipelines import (
 from ncp_cfr.protocol import Endpoint
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+if TYPE_CHECKING:  # for the types of the public methods on each shell
+    from ncp_cfr.clients._async import AsyncClient
+    from ncp_cfr.clients._sync import Client
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,48 @@ class Many(Generic[T]):
     run: BatchRun
     plans: Callable[[ImageInput], Plan[Any]]
     light_finish: bool = False
+
+
+class public(Generic[P, T]):
+    """A public method of both clients, written once (signature, docstring, checks, plan).
+
+    The decorated method says what to run (``Single`` or ``Many``); on a
+    [`Client`][ncp_cfr.Client] the public method runs it and returns its value, on an
+    [`AsyncClient`][ncp_cfr.AsyncClient] it returns a coroutine of it: the shell's ``_perform``
+    decides, and that is the only difference between the two.
+    """
+
+    def __init__(self, method: Callable[Concatenate[Any, P], Single[T] | Many[T]]) -> None:
+        self._method = method
+
+        def call(client: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return client._perform(method(client, *args, **kwargs))
+
+        # help(), IDEs and inspect see the method's own name, docs and parameters, returning
+        # what the caller gets (``Analysis``, not ``Single[Analysis]``).
+        call.__name__ = call.__qualname__ = method.__name__
+        call.__doc__ = method.__doc__
+        signature = inspect.signature(method)
+        returns = str(signature.return_annotation)
+        for work in ("Single[", "Many["):
+            if returns.startswith(work):
+                returns = returns[len(work) : -1]
+        call.__signature__ = signature.replace(return_annotation=returns)  # type: ignore[attr-defined]
+        self._call = call
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Callable[..., Any]: ...
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(
+        self, client: AsyncClient, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, client: Any, owner: type[Any]) -> Any:
+        if client is None:  # on the class: the function, for help() and inspect
+            return self._call
+        return types.MethodType(self._call, client)
 
 
 class Methods(ClientBase[HttpT]):
@@ -140,7 +187,8 @@ class Methods(ClientBase[HttpT]):
 
     # -- the public methods (turned into Client's and AsyncClient's by the shells) -------------
 
-    def _detect_faces(
+    @public
+    def detect_faces(
         self, image: ImageInput, *, channel_order: ChannelOrder = "rgb"
     ) -> Single[FaceResult]:
         """Find faces: box, five landmarks, gender, age, emotion and pose of each.
@@ -161,7 +209,8 @@ class Methods(ClientBase[HttpT]):
         """
         return Single(self._face_plans(channel_order)(image))
 
-    def _recognize_celebrities(
+    @public
+    def recognize_celebrities(
         self, image: ImageInput, *, channel_order: ChannelOrder = "rgb"
     ) -> Single[CelebrityResult]:
         """Name the most similar celebrity for each face (no positions: see ``analyze``).
@@ -171,7 +220,8 @@ class Methods(ClientBase[HttpT]):
         """
         return Single(self._celebrity_plans(channel_order)(image))
 
-    def _analyze(
+    @public
+    def analyze(
         self,
         image: ImageInput,
         *,
@@ -213,7 +263,8 @@ class Methods(ClientBase[HttpT]):
         plans = self._analyze_plans(channel_order, margin, min_face, min_confidence)
         return Single(plans(image), concurrency)
 
-    def _find_lookalike(
+    @public
+    def find_lookalike(
         self,
         image: ImageInput,
         *,
@@ -257,7 +308,8 @@ class Methods(ClientBase[HttpT]):
         plans = self._lookalike_plans(channel_order, scales, min_confidence, match_confidence)
         return Single(plans(image), concurrency)
 
-    def _detect_faces_many(
+    @public
+    def detect_faces_many(
         self,
         images: Iterable[ImageInput],
         *,
@@ -291,7 +343,8 @@ class Methods(ClientBase[HttpT]):
         plans = self._face_plans(channel_order)
         return Many(BatchRun(images, concurrency, rate_limit, progress), plans, light_finish=True)
 
-    def _recognize_celebrities_many(
+    @public
+    def recognize_celebrities_many(
         self,
         images: Iterable[ImageInput],
         *,
@@ -306,7 +359,8 @@ class Methods(ClientBase[HttpT]):
         plans = self._celebrity_plans(channel_order)
         return Many(BatchRun(images, concurrency, rate_limit, progress), plans, light_finish=True)
 
-    def _analyze_many(
+    @public
+    def analyze_many(
         self,
         images: Iterable[ImageInput],
         *,
@@ -328,7 +382,8 @@ class Methods(ClientBase[HttpT]):
         plans = self._analyze_plans(channel_order, margin, min_face, min_confidence)
         return Many(BatchRun(images, concurrency, rate_limit, progress), plans)
 
-    def _find_lookalike_many(
+    @public
+    def find_lookalike_many(
         self,
         images: Iterable[ImageInput],
         *,
@@ -349,25 +404,3 @@ class Methods(ClientBase[HttpT]):
         """
         plans = self._lookalike_plans(channel_order, scales, min_confidence, match_confidence)
         return Many(BatchRun(images, concurrency, rate_limit, progress), plans)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _named_after(call: F, method: Callable[..., Any]) -> F:
-    """``call`` with the name, docstring and signature of ``method``, returning what it runs.
-
-    ``help(client.analyze)`` and IDEs then show the parameters of ``Methods._analyze`` with the
-    value the caller gets (``Analysis``, not ``Single[Analysis]``).
-    """
-    call.__name__ = method.__name__.lstrip("_")
-    call.__qualname__ = call.__name__
-    call.__doc__ = method.__doc__
-    call.__module__ = "ncp_cfr"
-    signature = inspect.signature(method)
-    returns = str(signature.return_annotation)
-    for work in ("Single[", "Many["):
-        if returns.startswith(work):
-            returns = returns[len(work) : -1]
-    call.__signature__ = signature.replace(return_annotation=returns)  # type: ignore[attr-defined]
-    return call

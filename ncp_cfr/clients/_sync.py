@@ -11,54 +11,23 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec
+from typing import Any
 
 import httpx
 
 from ncp_cfr import protocol
 from ncp_cfr.batches import BatchItem
-from ncp_cfr.clients._base import (
-    IO_ERRORS,
-    Answer,
-    BatchRun,
-    Finished,
-    ImageInput,
-    Reply,
-    Send,
-    T,
-    answer_reader,
-    next_action,
-    transport_error,
-)
+from ncp_cfr.clients import _base as base
+from ncp_cfr.clients._base import BatchRun, ImageInput, T
 from ncp_cfr.clients._deadline import WATCHDOG, watched_transport
-from ncp_cfr.clients._methods import Many, Methods, Single, _named_after
+from ncp_cfr.clients._methods import Many, Methods, Single
 from ncp_cfr.clients._ratelimit import RateLimiter
 from ncp_cfr.errors import APIConnectionError, CFRError, ServerError
 from ncp_cfr.models import EndpointResult
-from ncp_cfr.pipelines import (
-    Job,
-    JobOutcome,
-    Pending,
-    Plan,
-    advance,
-)
+from ncp_cfr.pipelines import Job, JobOutcome, Pending, Plan, advance
 from ncp_cfr.protocol import Request
 
 __all__ = ["Client"]
-
-P = ParamSpec("P")
-
-
-def blocking(
-    method: Callable[Concatenate[Methods[Any], P], Single[T] | Many[T]],
-) -> Callable[Concatenate[Client, P], T]:
-    """A public method of [`Client`][ncp_cfr.Client] from its ``Methods`` definition."""
-
-    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = self._perform(method(self, *args, **kwargs))
-        return result
-
-    return _named_after(call, method)
 
 
 class _Stopped(Exception):
@@ -89,16 +58,6 @@ class Client(Methods[httpx.Client]):
 
     def _new_http(self) -> httpx.Client:
         return httpx.Client(transport=watched_transport())
-
-    # The public methods: written once in Methods (signature, docs, checks, plans).
-    detect_faces = blocking(Methods._detect_faces)
-    recognize_celebrities = blocking(Methods._recognize_celebrities)
-    analyze = blocking(Methods._analyze)
-    find_lookalike = blocking(Methods._find_lookalike)
-    detect_faces_many = blocking(Methods._detect_faces_many)
-    recognize_celebrities_many = blocking(Methods._recognize_celebrities_many)
-    analyze_many = blocking(Methods._analyze_many)
-    find_lookalike_many = blocking(Methods._find_lookalike_many)
 
     def close(self) -> None:
         """Release the connection pool (not a pool you passed as ``http_client``)."""
@@ -167,54 +126,49 @@ class Client(Methods[httpx.Client]):
     def _execute(
         self, job: Job, rate: RateLimiter | None = None, stop: threading.Event | None = None
     ) -> EndpointResult:
-        """One call with its retries, in this thread."""
+        """One call with its retries, in this thread; a batch's ``stop`` ends it early."""
         exchange = self._exchange(job, rate)
-        reply: Reply = None
-        while not isinstance(action := next_action(exchange, reply), Finished):
-            if not isinstance(action, Send):
+        reply: base.Reply = None
+        while not isinstance(action := base.next_action(exchange, reply), base.Finished):
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            if isinstance(action, base.Send):
+                reply = self._send(action.request)
+            else:
                 reply = None
                 if self._clock.sleep(action.seconds, stop):
                     raise _Stopped
-            elif stop is not None and stop.is_set():
-                raise _Stopped
-            else:
-                try:
-                    reply = self._send(action.request)
-                except (APIConnectionError, ServerError) as error:
-                    reply = error
         return action.value
 
-    def _send(self, request: Request) -> Answer:
-        """One attempt, over within ``timeout`` whatever the server does."""
+    def _send(self, request: Request) -> base.Reply:
+        """One attempt, over within ``timeout`` whatever the server does: the answer, or the
+        CFRError it failed with (the exchange decides whether to retry).
+        """
         timeout = self._settings.timeout
         watch = WATCHDOG.start(timeout)
         status: int | None = None
+        # The SDK's own pool reports its streams itself; a pool passed in is traced.
+        trace = None if self._pool_is_ours else {"trace": watch.trace}
         try:
-            with self._http.stream(
-                request.method,
-                request.url,
-                headers=request.headers,
-                files=request.files,
-                timeout=self._timeouts,
-                # The SDK's own pool reports its streams itself; a pool passed in is traced.
-                extensions=None if self._pool_is_ours else {"trace": watch.trace},
-            ) as response:
+            with self._http.stream(**self._stream_args(request), extensions=trace) as response:
                 status = response.status_code
                 stream = response.extensions.get("network_stream")
                 if stream is not None:
                     watch.note(stream)
-                reader, streaming = answer_reader(response, request.url)
+                reader, streaming = base.answer_reader(response, request.url)
                 for chunk in response.iter_raw() if streaming else ():
                     reader.feed(chunk)
                     if watch.expired:  # a slow drip: chunks keep coming, time is up
-                        raise protocol.attempt_timeout_error(request.url, timeout)
+                        break
                 if watch.expired:
-                    raise protocol.attempt_timeout_error(request.url, timeout)
+                    return protocol.attempt_timeout_error(request.url, timeout)
                 return status, response.headers, reader.body()
-        except IO_ERRORS as exc:
+        except (APIConnectionError, ServerError) as error:  # an answer too large or undecodable
+            return error
+        except base.IO_ERRORS as exc:
             if watch.expired:  # the watchdog shut the socket: that is what ended the read
-                raise protocol.attempt_timeout_error(request.url, timeout) from None
-            raise transport_error(exc, request, timeout, status) from None
+                return protocol.attempt_timeout_error(request.url, timeout)
+            return base.transport_error(exc, request, timeout, status)
         finally:
             WATCHDOG.finish(watch)
 
