@@ -131,10 +131,14 @@ class PublicAPI(griffe.Extension):
     def _fold_class(self, cls: griffe.Class) -> None:
         self._fold_private_bases(cls)
         for name, member in list(cls.members.items()):
-            if isinstance(member, griffe.Attribute) and not name.startswith("_"):
+            if name.startswith("_") and name != "__init__":
+                continue
+            if isinstance(member, griffe.Attribute):
                 made = self._wrapped_method(cls, member)
                 if made is not None:
                     cls.set_member(name, made)
+            elif isinstance(member, griffe.Function):
+                self._apply_decorators(member, cls)
 
     def _fold_private_bases(self, cls: griffe.Class) -> None:
         bases: list[Any] = []
@@ -214,8 +218,8 @@ class PublicAPI(griffe.Extension):
         if isinstance(member, griffe.Attribute):
             copy = griffe.Attribute(
                 member.name,
-                lineno=cls.endlineno,
-                endlineno=cls.endlineno,
+                lineno=cls.lineno,
+                endlineno=cls.lineno,
                 value=member.value,
                 annotation=self._bind(member.annotation, bindings),
                 parent=cls,
@@ -234,23 +238,58 @@ class PublicAPI(griffe.Extension):
             return None
         wrapper = _lookup(self.collection, _path_of(call.function) or "")
         method = _lookup(self.collection, _path_of(call.arguments[0]) or "")
-        if not isinstance(wrapper, griffe.Function) or not isinstance(method, griffe.Function):
+        if not isinstance(method, griffe.Function) or not method.path.startswith(PACKAGE + "."):
             return None
-        if not method.path.startswith(PACKAGE + "."):
+        if not isinstance(wrapper, (griffe.Function, griffe.Class)):
             return None
-        returns, is_async = method.returns, False
-        takes = _callable_result(wrapper.parameters[0].annotation) if wrapper.parameters else None
-        gives = _callable_result(wrapper.returns)
-        bindings: Bindings = {}
-        if takes is not None and gives is not None and self._unify(takes, returns, bindings):
-            returns = self._bind(gives, bindings)
-            if isinstance(returns, griffe.ExprSubscript) and _path_of(returns.left) in AWAITABLE:
-                returns, is_async = _arguments(returns)[-1], True
         made = _function(method, attr.name, cls, {}, self._bind, lineno=attr.lineno)
-        made.returns = returns
-        if is_async:
-            made.labels.add("async")
+        self._apply_wrapper(made, wrapper, cls)
         return made
+
+    def _apply_decorators(self, function: griffe.Function, cls: griffe.Class) -> None:
+        """Give ``function`` the type its package decorators make of it on ``cls``."""
+        for decorator in function.decorators:
+            if not decorator.callable_path.startswith(PACKAGE + "."):
+                continue
+            wrapper = _lookup(self.collection, decorator.callable_path)
+            if isinstance(wrapper, (griffe.Function, griffe.Class)):
+                self._apply_wrapper(function, wrapper, cls)
+
+    def _apply_wrapper(
+        self, function: griffe.Function, wrapper: griffe.Function | griffe.Class, cls: griffe.Class
+    ) -> None:
+        """Set what ``wrapper`` makes ``function`` return when called on a ``cls``.
+
+        Worked out from the wrapper's annotations: it takes a ``Callable[..., PATTERN]`` (a
+        function's first parameter, a descriptor class's ``__init__``) and gives a
+        ``Callable[..., RESULT]`` (a function's return, the descriptor's ``__get__`` overload for
+        an instance of ``cls``). ``function``'s return type matched against PATTERN binds the
+        type variables of RESULT; a coroutine RESULT makes the method async.
+        """
+        if isinstance(wrapper, griffe.Class):
+            init, get = wrapper.members.get("__init__"), wrapper.members.get("__get__")
+            if not isinstance(init, griffe.Function) or not isinstance(get, griffe.Function):
+                return
+            takes = [p for p in init.parameters if p.name != "self"][:1]
+            gives = get.returns
+            for overload in get.overloads or []:
+                params = list(overload.parameters)
+                if len(params) > 1 and _path_of(params[1].annotation) == cls.path:
+                    gives = overload.returns
+        else:
+            takes, gives = list(wrapper.parameters)[:1], wrapper.returns
+        pattern = _callable_result(takes[0].annotation) if takes else None
+        result = _callable_result(gives)
+        bindings: Bindings = {}
+        if pattern is None or result is None:
+            return
+        if not self._unify(pattern, function.returns, bindings):
+            return
+        returns = self._bind(result, bindings)
+        if isinstance(returns, griffe.ExprSubscript) and _path_of(returns.left) in AWAITABLE:
+            returns = _arguments(returns)[-1]
+            function.labels.add("async")
+        function.returns = returns
 
     def _unify(self, pattern: Any, value: Any, bindings: Bindings) -> bool:
         """Whether ``value`` matches ``pattern``; binds the pattern's type variables."""
@@ -442,8 +481,9 @@ def _function(
             for p in source.parameters
         )
     )
-    # Copies of a base's members go after the class's own (``members_order: source``).
-    line = lineno if lineno is not None else cls.endlineno
+    # Copies of a base's members go first, in the base's order (``members_order: source``):
+    # the methods a caller came for, then the class's own (``close``).
+    line = lineno if lineno is not None else cls.lineno
     copy = griffe.Function(
         name,
         lineno=line,

@@ -232,16 +232,15 @@ def test_async_cancellation_cancels_calls_in_flight_and_leaves_no_task(emu: Emul
                 while emu.rules.in_flight < 5:
                     await anyio.sleep(0.01)
             group.cancel_scope.cancel()
-        sent = emu.calls()
         await anyio.sleep(0.1)
-        left = len(asyncio.all_tasks()) - 1  # this one
-        return sent, left
+        return len(asyncio.all_tasks()) - 1  # this one
 
-    sent, left = anyio.run(main)
-    assert sent == 5
+    left = anyio.run(main)
     assert left == 0
+    # The five requests in the window may still be read and recorded by the server after the
+    # cancellation: wait for them, then count. Nothing else may have been sent.
     deadline = time.monotonic() + 5
     while emu.rules.in_flight and time.monotonic() < deadline:
         time.sleep(0.02)
     assert emu.rules.in_flight == 0
-    assert emu.calls() == sent  # nothing was sent after the cancellation
+    assert emu.calls() == 5
