@@ -9,9 +9,12 @@ helpers and named constants; the reference shows what a caller sees:
   (``Client(Methods[httpx.Client])``) is folded too: in the copies, the base's type variables read
   as the subscript's arguments (``http_client: httpx.Client | None``), and a ``self: _Self``
   method returns the public class. The base's own objects are left as they are;
-- a method made by a wrapper from a private one (``detect_faces = blocking(Methods._detect_faces)``)
-  is shown as that method under the public name, its return type worked out from the wrapper's
-  annotations (``Callable[..., Single[T]] -> Callable[..., T]``; a ``Coroutine`` makes it async);
+- a method that a decorator of the package turns into another (``@public def detect_faces(...)
+  -> Single[FaceResult]``), or that a wrapper makes (``detect_faces = blocking(Methods._x)``),
+  shows what a caller gets on that class. The type is worked out from the wrapper's annotations:
+  it takes ``Callable[..., Single[T] | Many[T]]`` (a descriptor's ``__init__``, a function's first
+  parameter) and gives ``Callable[..., T]`` (the ``__get__`` overload for that class, a
+  function's return), so the method returns ``FaceResult``; a ``Coroutine`` makes it async;
 - a default that names a module constant (``timeout=protocol.DEFAULT_TIMEOUT``) is shown as the
   constant's value (``timeout=30.0``), so the constant stays the single source of the number; a
   constant that is no literal (``NOT_GIVEN``) is shown by its public name;
@@ -31,7 +34,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any, Union
+from typing import Any
 
 import griffe
 
@@ -46,7 +49,6 @@ AWAITABLE = {
 }
 TYPE_VAR_FACTORIES = ("TypeVar", "ParamSpec", "TypeVarTuple")
 
-Value = Union[str, griffe.Expr, None]
 #: Type variable (canonical path) -> what it stands for in a copy.
 Bindings = dict[str, Any]
 
@@ -93,7 +95,7 @@ def _map(expr: Any, replace: Callable[[Any], Any]) -> Any:
         value = getattr(expr, field.name)
         if isinstance(value, (list, tuple)):
             mapped: Any = type(value)(_map(v, replace) for v in value)
-            if any(m is not v for m, v in zip(mapped, value)):
+            if any(m is not v for m, v in zip(mapped, value, strict=True)):
                 changes[field.name] = mapped
         else:
             mapped = _map(value, replace)
@@ -118,7 +120,7 @@ class PublicAPI(griffe.Extension):
                 obj.returns = self._publish(self._expand(obj.returns))
             elif isinstance(obj, griffe.Attribute):
                 obj.annotation = self._publish(self._expand(obj.annotation))
-                obj.value = self._publish(obj.value)
+                obj.value = self._publish(self._value_of(obj.value))
                 if obj.docstring is None:
                     text = _comment(obj)
                     if text:
@@ -144,6 +146,7 @@ class PublicAPI(griffe.Extension):
         bases: list[Any] = []
         pending: list[Any] = list(cls.bases)
         seen: set[str] = set()
+        copies: dict[str, Any] = {}
         while pending:
             base = pending.pop(0)
             left = base.left if isinstance(base, griffe.ExprSubscript) else base
@@ -155,13 +158,23 @@ class PublicAPI(griffe.Extension):
                 bases.append(base)
                 continue
             seen.add(path)
-            bindings = dict(zip(self._type_params(target), _arguments(base)))
+            # A bare generic base (no subscript) binds nothing: its TypeVars stay as written.
+            bindings = dict(zip(self._type_params(target), _arguments(base), strict=False))
             for name, member in target.members.items():
                 if (name.startswith("_") and name != "__init__") or name in cls.members:
                     continue
-                cls.set_member(name, self._copy(member, cls, bindings))
+                copies.setdefault(name, self._copy(member, cls, bindings))
             pending[:0] = [self._bind(b, bindings) for b in target.bases]
         cls.bases = bases
+        if copies:
+            # The base's members first, in its order, then the class's own (``close``): the
+            # methods a caller came for lead. Rendered through an alias (``ncp_cfr.Client``),
+            # members keep this order (``members_order: source`` has no line to go by).
+            own = dict(cls.members)
+            cls.members.clear()
+            for name, copy in copies.items():
+                cls.set_member(name, copy)
+            cls.members.update(own)
 
     def _class(self, path: str) -> griffe.Class | None:
         target = _lookup(self.collection, path)
@@ -318,7 +331,8 @@ class PublicAPI(griffe.Extension):
                 if isinstance(mine, (list, tuple)):
                     if not isinstance(theirs, (list, tuple)) or len(mine) != len(theirs):
                         return False
-                    if not all(self._unify(m, t, bindings) for m, t in zip(mine, theirs)):
+                    pairs = zip(mine, theirs, strict=True)
+                    if not all(self._unify(m, t, bindings) for m, t in pairs):
                         return False
                 elif not self._unify(mine, theirs, bindings):
                     return False
@@ -481,8 +495,7 @@ def _function(
             for p in source.parameters
         )
     )
-    # Copies of a base's members go first, in the base's order (``members_order: source``):
-    # the methods a caller came for, then the class's own (``close``).
+    # A base's members go before the class's own (``members_order: source``).
     line = lineno if lineno is not None else cls.lineno
     copy = griffe.Function(
         name,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import html
 import importlib.util
 import os
 import re
@@ -237,7 +238,8 @@ def test_errors_page_lists_every_error_class() -> None:
 
 
 def test_reference_shows_values_and_no_private_bases() -> None:
-    """docs/griffe_public_api.py: constants shown as their values, private bases folded in."""
+    """docs/griffe_public_api.py: private (generic) bases folded in with their type arguments,
+    constants shown as their values, sentinels by name, methods with what a caller gets."""
     griffe = pytest.importorskip("griffe", reason="pip install -e '.[docs]' for the docs tools")
     sys.path.insert(0, str(ROOT / "docs"))
     try:
@@ -246,15 +248,32 @@ def test_reference_shows_values_and_no_private_bases() -> None:
         sys.path.remove(str(ROOT / "docs"))
     extensions = griffe.load_extensions(PublicAPI())
     pkg = griffe.load("ncp_cfr", search_paths=[str(ROOT)], extensions=extensions)
-    for name in ("Client", "AsyncClient"):
-        cls = pkg[f"client.{name}"]
-        assert cls.bases == []  # not "_ClientBase"
-        assert {"with_options", "base_url", "timeout", "max_retries"} <= set(cls.members)
-        init = cls.members["__init__"]
-        defaults = {p.name: str(p.default) for p in init.parameters}
+    for path, http in (
+        ("clients._sync.Client", "httpx.Client"),
+        ("clients._async.AsyncClient", "httpx.AsyncClient"),
+    ):
+        cls = pkg[path]
+        assert pkg[cls.name].final_target is cls  # what the reference renders as ncp_cfr.Client
+        assert cls.bases == []  # no private base, no Generic[...]
+        public = {"with_options", "base_url", "timeout", "max_retries", "detect_faces"}
+        assert public <= set(cls.members)
+        init = {p.name: p for p in cls.members["__init__"].parameters}
+        defaults = {name: str(p.default) for name, p in init.items()}
         assert defaults["timeout"] == repr(protocol.DEFAULT_TIMEOUT)
         assert defaults["connect_timeout"] == repr(protocol.DEFAULT_CONNECT_TIMEOUT)
         assert defaults["max_retries"] == repr(protocol.DEFAULT_MAX_RETRIES)
+        # The base's TypeVar, bound by the subscript: the concrete httpx class.
+        assert str(init["http_client"].annotation) == f"{http} | None"
+        with_options = cls.members["with_options"]
+        options = [p for p in with_options.parameters if p.name != "self"]
+        assert options and all(str(p.default) == "NOT_GIVEN" for p in options)
+        assert str(with_options.returns) == cls.name  # not the base's self-type
+        detect = cls.members["detect_faces"]
+        assert str(detect.returns) == "FaceResult"
+        assert ("async" in detect.labels) == (cls.name == "AsyncClient")
+    # Only the copies are specialised: the base keeps its own signature.
+    base_init = pkg["clients._base.ClientBase"].members["__init__"]
+    assert str(base_init.parameters["http_client"].annotation) == "HttpT | None"
     assert [str(b) for b in pkg["models.FaceResult"].bases] == ["BaseModel"]
     assert "raw" in pkg["models.FaceResult"].members
 
@@ -282,12 +301,20 @@ def test_mkdocs_site_is_clean(tmp_path: Path) -> None:
     warnings = [ln for ln in done.stderr.splitlines() if ln.startswith(("WARNING", "ERROR"))]
     assert done.returncode == 0 and not warnings, done.stderr[-4000:]
     problems = []
-    for html in sorted(site.rglob("*.html")):
-        text = html.read_text(encoding="utf-8")
+    for page in sorted(site.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
         for pattern in (RAW_ROLE, PRIVATE):
             for m in pattern.finditer(text):
-                where = html.relative_to(site)
+                where = page.relative_to(site)
                 problems.append(f"{where}: {text[max(0, m.start() - 60) : m.end() + 20]!r}")
     assert not problems, f"{len(problems)} raw roles or private names:\n" + "\n".join(problems[:20])
     reference = (site / "reference" / "index.html").read_text(encoding="utf-8")
-    assert "DEFAULT_TIMEOUT" not in reference  # defaults are shown as values
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", reference)).split())
+    # Defaults are shown as values (``timeout: float = 30.0``), never as a constant's name.
+    assert not re.search(r"= (?:\w+\.)*DEFAULT_\w+", text)
+    assert "http_client: httpx.Client | None = None" in text
+    assert "timeout: float | NotGiven = NOT_GIVEN" in text
+    assert "Single[" not in text  # the methods return what the caller gets
+    # The layers diagram is rendered as a diagram, not shown as code.
+    architecture = (site / "architecture" / "index.html").read_text(encoding="utf-8")
+    assert '<pre class="mermaid">' in architecture

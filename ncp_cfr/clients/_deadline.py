@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import socket
 import threading
 import time
@@ -74,6 +75,8 @@ class Watchdog:
         self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+        #: When the thread will look at the heap next (inf: only when notified).
+        self._wake_at = -math.inf
 
     def start(self, seconds: float) -> Watch:
         """Watch an attempt of this thread that must be over in ``seconds``."""
@@ -82,14 +85,15 @@ class Watchdog:
             heap = self._heap
             while heap and heap[0][2].finished:  # most attempts end in time: drop them early
                 heapq.heappop(heap)
-            earliest = heap[0][0] if heap else None
             heapq.heappush(heap, (watch.deadline, next(self._order), watch))
             if self._thread is None or not self._thread.is_alive():  # first use, or a fork
                 self._thread = threading.Thread(
                     target=self._run, name="ncp_cfr-deadlines", daemon=True
                 )
                 self._thread.start()
-            elif earliest is None or watch.deadline < earliest:
+            elif watch.deadline < self._wake_at:
+                # Only when the thread would wake too late: with one timeout for every call it
+                # is already waiting for an earlier deadline, so calls cost it no wake-up.
                 self._wake.notify()
         self._local.watch = watch
         return watch
@@ -110,14 +114,15 @@ class Watchdog:
                 heap = self._heap
                 while heap and heap[0][2].finished:
                     heapq.heappop(heap)
-                if not heap:
-                    self._wake.wait()
+                now = time.monotonic()
+                if heap and heap[0][0] <= now:
+                    heapq.heappop(heap)[2].expire()
                     continue
-                delay = heap[0][0] - time.monotonic()
-                if delay > 0:
-                    self._wake.wait(delay)
-                    continue
-                heapq.heappop(heap)[2].expire()
+                # Sleep until the earliest deadline known, even if its attempt ends before: a
+                # later watch then needs no notify (see start).
+                self._wake_at = heap[0][0] if heap else math.inf
+                self._wake.wait(None if not heap else self._wake_at - now)
+                self._wake_at = -math.inf  # awake: start() need not notify
 
 
 WATCHDOG = Watchdog()

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageFile
 
 from ncp_cfr.errors import ImageError
+from ncp_cfr.images._jpeg import read_jpeg_header
 from ncp_cfr.images._sources import (
+    _JPEG_MAGIC,
     _TRANSPOSE,
     _decode,
     _Encoded,
@@ -204,24 +206,15 @@ def _upright(orientation: int, x: float, y: float, stored: tuple[int, int]) -> t
 def _prepare_encoded(
     source: _Encoded, max_bytes: int, max_side: int | None, max_pixels: int | None
 ) -> PreparedImage:
+    fast = _plain_jpeg_as_is(source, max_bytes, max_side, max_pixels)
+    if fast is not None:
+        return fast
     im = _identify(source, max_pixels)
     stored_w, stored_h = im.size
     is_jpeg = im.format == "JPEG"
     orientation = _orientation(im) if is_jpeg else 1
     if _passes_through(source, im, orientation, max_bytes, max_side):
-        fmt = "JPEG" if is_jpeg else "PNG"
-        return PreparedImage(
-            data=source.read_all(),
-            content_type=f"image/{fmt.lower()}",
-            format=fmt,
-            width=stored_w,
-            height=stored_h,
-            source_width=stored_w,
-            source_height=stored_h,
-            transform=Transform.IDENTITY,
-            reencoded=False,
-            quality=None,
-        )
+        return _as_is(source.read_all(), "JPEG" if is_jpeg else "PNG", stored_w, stored_h)
     box = (0.0, 0.0, float(stored_w), float(stored_h))
     if is_jpeg:
         max_side = _snap_to_dct_scale(max(stored_w, stored_h), max_side)
@@ -258,6 +251,55 @@ def _snap_to_dct_scale(longest: int, max_side: int | None) -> int | None:
     return max_side
 
 
+def _as_is(data: bytes, fmt: str, width: int, height: int) -> PreparedImage:
+    """The caller's own bytes, sent unchanged."""
+    return PreparedImage(
+        data=data,
+        content_type=f"image/{fmt.lower()}",
+        format=fmt,
+        width=width,
+        height=height,
+        source_width=width,
+        source_height=height,
+        transform=Transform.IDENTITY,
+        reencoded=False,
+        quality=None,
+    )
+
+
+def _fits(width: int, height: int, max_side: int | None) -> bool:
+    """Whether an upright image of this size is within the service's (and the caller's) limits."""
+    return (
+        min(width, height) >= MIN_SIDE
+        and (max_side is None or max(width, height) <= max_side)
+        and width < _MAX_ASPECT * height
+    )
+
+
+def _plain_jpeg_as_is(
+    source: _Encoded, max_bytes: int, max_side: int | None, max_pixels: int | None
+) -> PreparedImage | None:
+    """A complying JPEG, judged from its header alone (no Pillow): the common case, made cheap.
+
+    ``None`` when it does not plainly comply; the general path then decides, with Pillow.
+    """
+    if not source.prefix.startswith(_JPEG_MAGIC) or source.size > max_bytes:
+        return None
+    data = source.read_all()
+    header = read_jpeg_header(data)
+    if (
+        header is None
+        or header.components not in (1, 3)  # greyscale or colour: CMYK is re-encoded
+        or header.multi_frame
+        or header.orientation != 1
+        or (max_pixels is not None and header.width * header.height > max_pixels)
+        or not _fits(header.width, header.height, max_side)
+        or not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
+    ):
+        return None
+    return _as_is(data, "JPEG", header.width, header.height)
+
+
 def _passes_through(
     source: _Encoded,
     im: ImageFile.ImageFile,
@@ -269,9 +311,7 @@ def _passes_through(
     if not (
         im.format in ("JPEG", "PNG")
         and source.size <= max_bytes
-        and min(width, height) >= MIN_SIDE
-        and (max_side is None or max(width, height) <= max_side)
-        and width < _MAX_ASPECT * height
+        and _fits(width, height, max_side)
         and orientation == 1
     ):
         return False
