@@ -123,7 +123,7 @@ class AsyncClient(Methods[httpx.AsyncClient]):
                     if streaming:
                         async for chunk in response.aiter_raw():
                             reader.feed(chunk)
-                    return status, response.headers, reader.body()
+                    return status, reader.headers, reader.body()
         except TimeoutError:
             return protocol.attempt_timeout_error(request.url, timeout)
         except (APIConnectionError, ServerError) as error:  # an answer too large or undecodable

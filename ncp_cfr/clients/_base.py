@@ -262,11 +262,19 @@ def transport_error(
 
 
 def answer_reader(response: httpx.Response, url: str) -> tuple[protocol.AnswerReader, bool]:
-    """A reader for ``response``'s body, and whether the raw stream is still to be read."""
+    """A reader for ``response``'s body, and whether the raw stream is still to be read.
+
+    The reader's ``headers`` are the answer's as a plain dict with lower-case names, made once:
+    what the protocol looks names up in (httpx's own mapping decodes on every lookup).
+    """
+    headers = protocol.Lowered(
+        (name.decode("latin-1").lower(), value.decode("latin-1"))
+        for name, value in response.headers.raw
+    )
     # A transport answering from memory (httpx.MockTransport, the emulator's in-process one)
     # hands over a body httpx has already read and decoded: only the cap is left to check.
     done = response.is_stream_consumed
-    reader = protocol.AnswerReader(response.status_code, response.headers, url=url, decoded=done)
+    reader = protocol.AnswerReader(response.status_code, headers, url=url, decoded=done)
     if done:
         reader.feed(response.content)
     return reader, not done

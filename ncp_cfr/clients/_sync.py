@@ -162,7 +162,7 @@ class Client(Methods[httpx.Client]):
                         break
                 if watch.expired:
                     return protocol.attempt_timeout_error(request.url, timeout)
-                return status, response.headers, reader.body()
+                return status, reader.headers, reader.body()
         except (APIConnectionError, ServerError) as error:  # an answer too large or undecodable
             return error
         except base.IO_ERRORS as exc:

@@ -16,9 +16,11 @@ made once, here. The rules it follows are the docs' Protocol page (``docs/protoc
 from ncp_cfr.protocol._answers import (
     MAX_ANSWER_BYTES,
     AnswerReader,
+    Lowered,
     attempt_timeout_error,
     error_from_response,
     header,
+    lowered,
     parse_result,
     request_id,
 )
@@ -69,6 +71,7 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "USER_AGENT",
     "AnswerReader",
+    "Lowered",
     "Call",
     "Decision",
     "Done",
@@ -82,6 +85,7 @@ __all__ = [
     "build_request",
     "error_from_response",
     "header",
+    "lowered",
     "is_retryable",
     "parse_result",
     "redact_headers",

@@ -271,7 +271,8 @@ class AnswerReader:
         decoded: bool = False,
     ) -> None:
         self.status = status
-        self._headers = headers = lowered(headers)
+        #: The answer's headers, names in lower case.
+        self.headers = headers = lowered(headers)
         self._url = url
         self._limit = limit
         self._chunks: list[bytes] = []
@@ -335,14 +336,14 @@ class AnswerReader:
             f"the answer{self._from()} is larger than {self._limit:,} bytes ({what}), larger than "
             "any CFR answer: check that base_url points at the CFR service",
             status_code=self.status,
-            request_id=request_id(self._headers),
+            request_id=request_id(self.headers),
         )
 
     def _undecodable(self, why: str) -> ServerError:
         return ServerError(
             f"the answer{self._from()} could not be decoded ({why})",
             status_code=self.status,
-            request_id=request_id(self._headers),
+            request_id=request_id(self.headers),
         )
 
     def _from(self) -> str:
