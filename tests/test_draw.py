@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageChops, ImageFont, ImageStat
 
 from ncp_cfr import draw, fonts
-from ncp_cfr.draw import blur_faces, crop_faces, draw_faces, face_label
+from ncp_cfr.draw import _overlay, blur_faces, crop_faces, draw_faces, face_label
 from ncp_cfr.errors import ImageError
 from ncp_cfr.models import Analysis, CelebrityResult, Face, FaceResult
 from ncp_cfr.testing import frontal_landmarks
@@ -95,7 +95,7 @@ def tag_rows(image: Image.Image, x: int, color: tuple[int, int, int]) -> list[in
 @pytest.fixture(autouse=True)
 def fresh_fonts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(fonts.ENV_VAR, raising=False)
-    monkeypatch.setattr(draw, "_warned_missing_glyphs", False)
+    monkeypatch.setattr(_overlay, "_warned_missing_glyphs", False)
     fonts.clear_font_cache()
     yield
     fonts.clear_font_cache()
