@@ -47,10 +47,17 @@ def _prepared(data: bytes, fmt: str = "JPEG") -> PreparedImage:
     with Image.open(io.BytesIO(data)) as img:
         w, h = img.size
     return PreparedImage(
-        data=data, content_type=f"image/{fmt.lower()}", format=fmt, width=w, height=h,
-        source_width=w, source_height=h, transform=Transform(1.0, 1.0), reencoded=False,
+        data=data,
+        content_type=f"image/{fmt.lower()}",
+        format=fmt,
+        width=w,
+        height=h,
+        source_width=w,
+        source_height=h,
+        transform=Transform(1.0, 1.0),
+        reencoded=False,
         quality=None,
-    )  # fmt: skip
+    )
 
 
 # -- the happy path ------------------------------------------------------------------------------
@@ -174,8 +181,9 @@ def test_base_url_and_path_are_joined_with_one_slash(
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(str(request.url))
-        return httpx.Response(200, json={"info": {"size": {"width": 1, "height": 1},
-                                                  "faceCount": 0}, "faces": []})  # fmt: skip
+        return httpx.Response(
+            200, json={"info": {"size": {"width": 1, "height": 1}, "faceCount": 0}, "faces": []}
+        )
 
     http = httpx.Client(transport=httpx.MockTransport(answer))
     with Client("fake-id", "fake-secret", base_url=base_url, http_client=http) as client:

@@ -35,6 +35,53 @@ def test_public_names_resolve() -> None:
         assert name in ncp_cfr.__all__
 
 
+def test_public_api_is_listed_once_sorted_and_complete() -> None:
+    names = ncp_cfr.__all__
+    assert names == sorted(names) and len(set(names)) == len(names)
+    # What the issue asked to be reachable from the top level, not only from submodules.
+    wanted = {
+        "ImageSource",
+        "ChannelOrder",
+        "Progress",
+        "FontError",
+        "NOT_GIVEN",
+        "NotGiven",
+        "result_table",
+        "result_html",
+        "lookalike_table",
+        "display_width",
+        "Batch",
+        "BatchItem",
+    }
+    assert wanted <= set(names)
+    # Every public name of the submodules a user touches is also at the top (or deliberately
+    # kept in its module: the protocol's building blocks, the image limits).
+    for module in (ncp_cfr.models, ncp_cfr.errors, ncp_cfr.display, ncp_cfr.batches):
+        missing = set(module.__all__) - set(names)
+        assert not missing, f"{module.__name__}: {sorted(missing)}"
+    assert dir(ncp_cfr) == sorted(set(dir(ncp_cfr)))
+    assert set(names) <= set(dir(ncp_cfr))
+
+
+def test_both_clients_have_the_same_methods_with_the_same_signatures() -> None:
+    import inspect
+
+    sync, aio = ncp_cfr.Client, ncp_cfr.AsyncClient
+    public = {n for n in dir(sync) if not n.startswith("_") and callable(getattr(sync, n))}
+    renamed = {"close": "aclose"}
+    for name in public:
+        other = getattr(aio, renamed.get(name, name))
+        assert inspect.signature(getattr(sync, name)) == inspect.signature(other), name
+    assert inspect.isawaitable(_call_without_sending(aio))  # what the caller awaits
+
+
+def _call_without_sending(aio: type[ncp_cfr.AsyncClient]) -> object:
+    client = aio("fake-id", "fake-secret")
+    coroutine = client.detect_faces(b"not an image")
+    coroutine.close()  # never run: this test is about the type of what comes back
+    return coroutine
+
+
 DISTRIBUTION = "clova-face"  # "ncp-cfr" on the package index is another project's
 SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]  # what .ci/run proves
 

@@ -4,13 +4,8 @@ Nothing here touches a socket, a clock or an event loop, and nothing here knows 
 a request carries bytes and a content type, an answer is a status, headers and bytes. The sync
 and async clients drive a [`Call`][ncp_cfr.protocol.Call] and differ only in how they send and
 sleep, so every decision about what to send, what an answer means and whether to try again is
-made once, here. The rules it follows are the docs' Protocol page (``docs/protocol.md``).
-
-- ``_settings``: endpoints, [`Settings`][ncp_cfr.protocol.Settings], credentials from the
-  environment;
-- ``_requests``: the [`Request`][ncp_cfr.protocol.Request] of an upload, header redaction;
-- ``_answers``: reading a body within a cap, parsing a 200, typing an error answer;
-- ``_calls``: the [`Call`][ncp_cfr.protocol.Call] state machine and its retry rules.
+made once, here. The rules it follows are the docs' Protocol page (``docs/protocol.md``); how its
+modules divide the work is in "How it fits together" (``docs/architecture.md``).
 """
 
 from ncp_cfr.protocol._answers import (

@@ -1,0 +1,18 @@
+"""How a run of ``ncp-cfr`` ends: the exit codes, and `UsageError` for a mistake in the call.
+
+Every other module of the CLI reports its outcome with these. A new way to end (a stop at the
+service's quota, say) gets its code here and its ``except`` in ``main`` (``__init__.py``).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+#: The shell's code for a run stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit code 2)."""
