@@ -28,11 +28,13 @@ from ncp_cfr.errors import (
     ImageTooLargeError,
     InvalidArgumentError,
     InvalidImageError,
+    NotAttempted,
     NotFoundError,
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -43,9 +45,12 @@ if TYPE_CHECKING:
     from ncp_cfr.batches import (
         Batch,
         BatchItem,
+        BatchSummary,
     )
     from ncp_cfr.clients import (
+        AsyncBatchStream,
         AsyncClient,
+        BatchStream,
         Client,
         ImageInput,
         Progress,
@@ -105,6 +110,7 @@ if TYPE_CHECKING:
         Size,
         UploadInfo,
     )
+    from ncp_cfr.store import ResultStore
 
 # Imported on first use (PEP 562): `import ncp_cfr` stays light (only the errors), so the pytest
 # plugin every pytest session loads costs nothing and `--cov=ncp_cfr` measures the project's tests.
@@ -113,10 +119,14 @@ _LAZY = {
     "NotGiven": "_types",
     "Batch": "batches",
     "BatchItem": "batches",
+    "BatchSummary": "batches",
+    "AsyncBatchStream": "clients",
     "AsyncClient": "clients",
+    "BatchStream": "clients",
     "Client": "clients",
     "ImageInput": "clients",
     "Progress": "clients",
+    "ResultStore": "store",
     "batch_html": "display",
     "batch_rows": "display",
     "display_width": "display",
@@ -176,11 +186,14 @@ __all__ = [
     "Analysis",
     "AnalyzedFace",
     "ArrayLike",
+    "AsyncBatchStream",
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
     "BatchItem",
+    "BatchStream",
+    "BatchSummary",
     "CFRError",
     "Celebrity",
     "CelebrityFace",
@@ -207,6 +220,7 @@ __all__ = [
     "LookalikeCandidate",
     "LookalikeScale",
     "NOT_GIVEN",
+    "NotAttempted",
     "NotFoundError",
     "NotGiven",
     "PermissionDeniedError",
@@ -218,9 +232,11 @@ __all__ = [
     "Progress",
     "QuotaExceededError",
     "RateLimitError",
+    "ResultStore",
     "Roi",
     "ServerError",
     "Size",
+    "StoreError",
     "Transform",
     "UploadInfo",
     "__version__",

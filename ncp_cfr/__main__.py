@@ -1,7 +1,5 @@
 """``python -m ncp_cfr``: the same as the ``ncp-cfr`` command."""
 
-import sys
+from ncp_cfr.cli import entry
 
-from ncp_cfr.cli import main
-
-sys.exit(main())
+entry()

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 from ncp_cfr import _tables
 from ncp_cfr.errors import CFRError
 
-__all__ = ["Batch", "BatchItem"]
+__all__ = ["Batch", "BatchItem", "BatchSummary"]
 
 T = TypeVar("T")
 
@@ -24,13 +24,16 @@ class BatchItem(Generic[T]):
         source: the input as given; a path (``os.PathLike``) becomes its ``str``.
         result: the result, or ``None`` if it failed.
         error: the [`CFRError`][ncp_cfr.CFRError] it failed with (an ``ImageError`` for an input
-            that could not be read), or ``None``.
+            that could not be read, [`NotAttempted`][ncp_cfr.NotAttempted] for one the run
+            stopped before), or ``None``.
+        from_store: the outcome came from the result store: no call was paid for it.
     """
 
     index: int
     source: Any
     result: T | None = None
     error: CFRError | None = None
+    from_store: bool = False
 
     @property
     def ok(self) -> bool:
@@ -55,6 +58,42 @@ class BatchItem(Generic[T]):
         ]
 
 
+@dataclass
+class BatchSummary:
+    """What a batch did, counted as it ran.
+
+    Attributes:
+        photos: inputs seen.
+        answered: answered by the service in this run.
+        from_store: answered from the result store, without a call.
+        failed: failed (including permanent failures remembered by the store).
+        not_attempted: never sent, because the run stopped first.
+        calls: requests sent (each is paid for), retries included.
+        retries: of those, the retries.
+        elapsed: seconds from the start of the run to its end.
+        stopped: why the run stopped early: ``"quota"`` (the service's quota is spent),
+            ``"max_calls"`` (the budget given), ``"interrupted"``, or ``None``.
+    """
+
+    photos: int = 0
+    answered: int = 0
+    from_store: int = 0
+    failed: int = 0
+    not_attempted: int = 0
+    calls: int = 0
+    retries: int = 0
+    elapsed: float = 0.0
+    stopped: str | None = None
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.photos} photos: {self.answered} answered, {self.from_store} from the store, "
+            f"{self.failed} failed, {self.not_attempted} not attempted; {self.calls} calls "
+            f"({self.retries} retries) in {self.elapsed:.1f} s"
+        )
+        return text + (f"; stopped: {self.stopped}" if self.stopped else "")
+
+
 class Batch(list[BatchItem[T]]):
     """What a `*_many` method returns: a plain `list` of [`BatchItem`][ncp_cfr.BatchItem]s, in
     input order, that also shows itself as a table in Jupyter.
@@ -65,6 +104,8 @@ class Batch(list[BatchItem[T]]):
     """
 
     HEADER = ("#", "file", "faces", "error")
+    #: What the batch did (answered, from the store, failed, calls paid...), once it is over.
+    summary: BatchSummary | None = None
 
     def _repr_html_(self) -> str:
         failed = sum(1 for item in self if item.error is not None)

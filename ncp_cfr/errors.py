@@ -39,11 +39,13 @@ __all__ = [
     "ImageTooLargeError",
     "InvalidArgumentError",
     "InvalidImageError",
+    "NotAttempted",
     "NotFoundError",
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",
+    "StoreError",
 ]
 
 
@@ -65,6 +67,19 @@ class ImageError(CFRError, ValueError):
 
 class FontError(CFRError, ValueError):
     """A font given explicitly (``font=`` or ``NCP_CFR_FONT``) could not be loaded."""
+
+
+class StoreError(CFRError):
+    """A result store cannot be used: not an SQLite file, from a newer version, or not writable.
+
+    Raised before any call is paid; the message names the file and what to do.
+    """
+
+
+class NotAttempted(CFRError):
+    """A photo of a batch that was never sent: the run stopped first (quota spent, ``max_calls``
+    reached, or an interrupt). Running the same batch again resumes with it.
+    """
 
 
 class APIConnectionError(CFRError):

@@ -238,9 +238,10 @@ def test_async_cancellation_cancels_calls_in_flight_and_leaves_no_task(emu: Emul
     left = anyio.run(main)
     assert left == 0
     # The five requests in the window may still be read and recorded by the server after the
-    # cancellation: wait for them, then count. Nothing else may have been sent.
+    # cancellation (or, cut off mid-upload, never be): wait for them, then count. Nothing
+    # beyond the window may have been sent.
     deadline = time.monotonic() + 5
     while emu.rules.in_flight and time.monotonic() < deadline:
         time.sleep(0.02)
     assert emu.rules.in_flight == 0
-    assert emu.calls() == 5
+    assert 1 <= emu.calls() <= 5

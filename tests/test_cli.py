@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +21,14 @@ from ncp_cfr.testing import Emulator, make_celebrity, make_face
 
 from .conftest import HOPPER as PHOTO
 from .conftest import start_standalone
+
+#: The summary every batch prints last on stderr (tested on its own below).
+SUMMARY = re.compile(r"^ncp-cfr: \d+ photos: ")
+
+
+def notices(err: str) -> list[str]:
+    """The lines of stderr other than the batch summary."""
+    return [line for line in err.strip().splitlines() if not SUMMARY.match(line)]
 
 
 @pytest.fixture
@@ -75,7 +85,7 @@ def test_partial_failure_exit_code_and_one_line_per_error(
     document = json.loads(captured.out)
     assert document[0]["error"] is None
     assert document[1]["error"]["type"] == "ImageError"
-    [line] = captured.err.strip().splitlines()
+    [line] = notices(captured.err)
     assert "missing.jpg" in line and "ImageError" in line
 
 
@@ -232,7 +242,7 @@ def test_draw_says_where_each_overlay_went(
     captured = capsys.readouterr()
     assert f"overlay: {out / 'a.cfr.jpg'}" in captured.out.splitlines()
     assert f"overlay: {out / 'b.cfr.jpg'}" in captured.out.splitlines()
-    assert captured.err == ""
+    assert notices(captured.err) == []
 
 
 def test_draw_with_jsonl_keeps_stdout_json_and_reports_overlays_on_stderr(
@@ -244,7 +254,7 @@ def test_draw_with_jsonl_keeps_stdout_json_and_reports_overlays_on_stderr(
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert [r["file"] for r in records] == [str(p) for p in photos]
-    assert captured.err.splitlines() == [
+    assert notices(captured.err) == [
         f"ncp-cfr: {photos[0]}: overlay: {out / 'a.cfr.jpg'}",
         f"ncp-cfr: {photos[1]}: overlay: {out / 'b.cfr.jpg'}",
     ]
@@ -273,7 +283,7 @@ def test_an_overlay_that_cannot_be_written_is_one_line_per_file(
     code = main(["face", *map(str, photos), "--draw", str(not_a_folder), "--jsonl"])
     captured = capsys.readouterr()
     assert code == EXIT_FAILED
-    lines = captured.err.splitlines()
+    lines = notices(captured.err)
     assert len(lines) == 2 and all("cannot write the overlay" in line for line in lines)
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert len(records) == 2  # one record per file, with its result and the overlay's error
@@ -315,7 +325,7 @@ def test_scales_above_the_limit_are_refused_not_capped(
     with pytest.raises(SystemExit) as info:
         main(["lookalike", str(photos[0]), "--scales", "320,4096"])
     assert info.value.code == EXIT_USAGE
-    [line] = capsys.readouterr().err.splitlines()
+    [line] = notices(capsys.readouterr().err)
     assert "4096 px is above the limit of 2048 px" in line
     assert env.calls("celebrity") == 0
 
@@ -325,7 +335,7 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == EXIT_USAGE
-        [line] = capsys.readouterr().err.splitlines()
+        [line] = notices(capsys.readouterr().err)
         assert line.startswith("ncp-cfr") and "error:" in line and "--help" in line
 
 
@@ -336,7 +346,7 @@ def test_a_file_that_cannot_be_written_is_one_line_and_exit_1(
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(["demo", "--out", str(blocker / "demo.jpg")]) == EXIT_FAILED
-    [line] = capsys.readouterr().err.splitlines()
+    [line] = notices(capsys.readouterr().err)
     assert line.startswith("ncp-cfr: error: ") and "Error" in line
 
 
@@ -346,6 +356,37 @@ def test_retry_notices_are_one_line_each_on_stderr(
     # The SDK logs each retry as a WARNING on the ``ncp_cfr`` logger; the CLI shows them.
     env.inject("ER21")  # a transient server-side timeout, retried once
     assert main(["face", str(photos[0])]) == EXIT_OK
-    err = capsys.readouterr().err.splitlines()
+    err = notices(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("ncp-cfr: ") and "retry" in err[0]
     assert env.client_secret not in err[0]
+
+
+def test_a_retry_notice_is_printed_once_when_the_caller_configured_logging(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A program that ran logging.basicConfig() before calling main(): the notice propagated to
+    # its root handler and was printed twice.
+    root = logging.getLogger()
+    theirs = logging.StreamHandler(sys.stderr)  # capsys's stderr, as basicConfig() would use
+    theirs.setFormatter(logging.Formatter("theirs: %(message)s"))
+    root.addHandler(theirs)
+    try:
+        env.inject("ER21")  # a transient server-side timeout, retried once
+        assert main(["face", str(photos[0])]) == EXIT_OK
+        during = notices(capsys.readouterr().err)
+        # After main, the SDK's notices reach the caller's handlers again, and only those.
+        logging.getLogger("ncp_cfr").warning("after main")
+        after = notices(capsys.readouterr().err)
+    finally:
+        root.removeHandler(theirs)
+    assert len(during) == 1 and during[0].startswith("ncp-cfr: ") and "retry" in during[0]
+    assert after == ["theirs: after main"]
+
+
+def test_a_batch_ends_with_its_summary_on_stderr(
+    env: Emulator, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["face", *map(str, photos), "--jsonl"]) == EXIT_OK
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert SUMMARY.match(last)
+    assert f"{len(photos)} photos: {len(photos)} answered, 0 from the store" in last

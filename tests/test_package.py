@@ -90,7 +90,7 @@ def test_distribution_name_and_command() -> None:
     dist = metadata.distribution(DISTRIBUTION)
     assert dist.version == ncp_cfr.__version__
     scripts = {e.name: e.value for e in dist.entry_points if e.group == "console_scripts"}
-    assert scripts == {"ncp-cfr": "ncp_cfr.cli:main"}
+    assert scripts == {"ncp-cfr": "ncp_cfr.cli:entry"}
 
 
 def test_supported_pythons_are_exactly_the_tested_ones() -> None:

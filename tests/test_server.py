@@ -346,6 +346,35 @@ def test_malformed_requests_get_the_gateway_envelope_and_a_close(
     assert "Traceback" not in capfd.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GET /vision/v1/face\r\n", b"GET /vision/v1/face\r\n\r\n"],
+    ids=["line-alone", "line-then-blank-line"],
+)
+def test_a_request_line_without_a_version_gets_the_400_envelope_in_http11_at_once(
+    request_bytes: bytes,
+) -> None:
+    """HTTP/0.9 sends no headers: the answer must not wait for them (the read timeout is 30 s,
+    the client gives up after 3 s) and must still carry an HTTP/1.1 status line."""
+    srv = LoopbackServer(rules(), read_timeout=30.0)
+    srv.start()
+    try:
+        with connect(srv) as sock:
+            sock.sendall(request_bytes)
+            raw = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                raw += chunk
+    finally:
+        srv.stop()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    headers = head.decode("latin-1").lower().split("\r\n")[1:]
+    assert "connection: close" in headers
+    assert f"content-length: {len(body)}" in headers
+    assert error_code(body) == "100"
+    assert srv._server.rules.handled == 0
+
+
 @pytest.mark.parametrize("reset", [False, True])
 def test_a_client_gone_mid_body_gets_no_answer_and_the_server_carries_on(
     server: LoopbackServer, reset: bool, capfd: pytest.CaptureFixture[str]
@@ -431,3 +460,28 @@ def test_stop_is_prompt_closes_every_connection_and_ends_every_thread() -> None:
         srv.stop()  # a second stop is harmless; this one only matters if an assertion failed
         for sock in (parked, delayed, stalled, silent):
             sock.close()
+
+
+def test_stop_waits_for_serve_forever_in_another_thread_before_closing_its_sockets() -> None:
+    """Closing the sockets under a running accept loop fails it with EBADF; stopping before the
+    loop has begun must not break it either. One round seldom hits the race, hence 50 rounds."""
+    for round_ in range(50):
+        srv = LoopbackServer(rules(), read_timeout=1.0)
+        failures: list[BaseException] = []
+
+        def serve(srv: LoopbackServer = srv, failures: list[BaseException] = failures) -> None:
+            try:
+                srv.serve_forever()
+            except BaseException as exc:  # what would otherwise vanish with the thread
+                failures.append(exc)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        if round_ % 2:  # an answered request: the loop is certainly running
+            with connect(srv) as sock:
+                sock.sendall(post(multipart(jpeg_bytes())))
+                assert read_answer(sock)[0] == 200
+        srv.stop()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+        assert not failures, f"round {round_}: {failures[0]!r}"

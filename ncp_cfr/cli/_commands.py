@@ -12,11 +12,12 @@ import argparse
 import glob
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ncp_cfr import protocol
 from ncp_cfr.cli._client import DEMO_IMAGE, has_credentials, open_client, show_progress
-from ncp_cfr.cli._exits import EXIT_OK, UsageError
+from ncp_cfr.cli._exits import EXIT_OK, EXIT_STOPPED, UsageError
 from ncp_cfr.cli._output import Output, draw_overlay, summary
 from ncp_cfr.errors import CFRError
 
@@ -48,40 +49,99 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
 
 # -- face, celebrity, analyze ---------------------------------------------------------------------
 
-#: The client's batch method behind each batch command.
-BATCH_METHODS = {
-    "face": "detect_faces_many",
-    "celebrity": "recognize_celebrities_many",
-    "analyze": "analyze_many",
-}
-
 
 def run_batch(args: argparse.Namespace) -> int:
-    """``face``, ``celebrity`` and ``analyze``: one call per file, in a batch."""
+    """``face``, ``celebrity`` and ``analyze``: one operation per file, each reported as it ends."""
     from ncp_cfr.display import result_table
 
     paths = expand_inputs(args.inputs)
     output = Output(args.format, sys.stdout, sys.stderr)
+    taken: set[Path] = set()
     with open_client(args, emulator=args.emulator) as client:
-        method = getattr(client, BATCH_METHODS[args.command])
-        items = method(
+        stream = client.stream(
+            args.command,
             paths,
             concurrency=args.concurrency,
             rate_limit=args.rate_limit,
             progress=show_progress(args, len(paths)),
+            store=args.store,
+            max_calls=args.max_calls,
+            retry_failed=args.retry_failed,
         )
-    taken: set[Path] = set()
-    for path, item in zip(paths, items, strict=True):
-        error: BaseException | None = item.error
-        overlay = None
-        if args.draw and item.result is not None:
-            try:
-                overlay = draw_overlay(path, item.result, args.draw, taken)
-            except (CFRError, OSError) as failed:
-                # The result is still reported; the file counts as failed, once.
-                error = failed
-        output.item(str(path), item.result, error, result_table, overlay)
-    return output.close()
+        with stream:
+            for item in stream:
+                path = paths[item.index]
+                error: BaseException | None = item.error
+                overlay = None
+                if args.draw and item.result is not None:
+                    try:
+                        overlay = draw_overlay(path, item.result, args.draw, taken)
+                    except (CFRError, OSError) as failed:
+                        # The result is still reported; the file counts as failed, once.
+                        error = failed
+                output.item(
+                    str(path),
+                    item.result,
+                    error,
+                    result_table,
+                    overlay,
+                    item.from_store,
+                    item.index,
+                )
+    code = output.close()
+    done = stream.summary
+    print(f"ncp-cfr: {done}", file=sys.stderr)
+    if done.stopped is None:
+        return code
+    print(f"ncp-cfr: {stopped_because(done.stopped, args)}", file=sys.stderr)
+    return EXIT_STOPPED
+
+
+def stopped_because(reason: str, args: argparse.Namespace) -> str:
+    """Why the run stopped early, when it can go on, and how to resume."""
+    again = "run the same command again to resume" + (
+        " (the store answers what was done)" if args.store else " (add --store to pay only once)"
+    )
+    if reason == "max_calls":
+        return f"stopped after --max-calls {args.max_calls} calls; {again}"
+    if reason == "quota":
+        local, kst = next_quota_reset()
+        return (
+            f"the application's call quota is spent; NCP quotas reset at 00:00 KST, next at "
+            f"{kst:%Y-%m-%d %H:%M} KST ({local:%Y-%m-%d %H:%M %Z} here); then {again}"
+        )
+    return f"interrupted; {again}"
+
+
+def next_quota_reset(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The next 00:00 in Korea (UTC+9, no daylight saving), in local time and in KST."""
+    kst = timezone(timedelta(hours=9), "KST")
+    current = (now or datetime.now(timezone.utc)).astimezone(kst)
+    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.astimezone(), midnight
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``export``: a store's answers as one flat table (CSV, JSON Lines or Parquet)."""
+    from ncp_cfr.export import write
+    from ncp_cfr.store import ResultStore
+
+    if not args.store.is_file():
+        raise UsageError(f"no store at {args.store}: give the file a batch wrote with --store")
+    fmt = args.format
+    if fmt is None:
+        suffix = args.output.suffix.lower().lstrip(".") if args.output else ""
+        fmt = suffix if suffix in ("csv", "jsonl", "parquet") else "csv"
+    if fmt == "parquet" and args.output is None:
+        raise UsageError("parquet is binary: give a file with -o FILE")
+    with ResultStore(args.store) as store:
+        written = write(store.results(), args.output or sys.stdout, fmt)
+    where = args.output or "stdout"
+    print(f"ncp-cfr: {written} rows to {where} ({fmt})", file=sys.stderr)
+    return EXIT_OK
 
 
 # -- lookalike ------------------------------------------------------------------------------------

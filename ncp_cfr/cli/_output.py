@@ -23,11 +23,14 @@ def _error_json(error: BaseException) -> dict[str, Any]:
     return info
 
 
-def _record(name: str, result: Any, error: BaseException | None) -> dict[str, Any]:
+def _record(
+    name: str, result: Any, error: BaseException | None, from_store: bool = False
+) -> dict[str, Any]:
     return {
         "file": name,
         "result": result.model_dump(by_alias=True, mode="json") if result is not None else None,
         "error": _error_json(error) if error is not None else None,
+        "from_store": from_store,
     }
 
 
@@ -48,7 +51,7 @@ class Output:
         self.fmt = fmt
         self.out = out
         self.err = err
-        self.records: list[dict[str, Any]] = []
+        self.records: list[tuple[int, dict[str, Any]]] = []
         self.ok = 0
         self.failed = 0
 
@@ -59,8 +62,10 @@ class Output:
         error: BaseException | None,
         table: Callable[[Any], str],
         overlay: Path | None = None,
+        from_store: bool = False,
+        index: int | None = None,
     ) -> None:
-        """Report one file: its ``result`` (drawn with ``table`` in the table format), or ``error``."""
+        """Report one file: its ``result`` (shown by ``table`` in the table format) or ``error``."""
         if error is None:
             self.ok += 1
         else:
@@ -71,10 +76,13 @@ class Output:
             # stdout holds only JSON in these formats; a person still learns where it went.
             self.err.write(f"ncp-cfr: {name}: overlay: {overlay}\n")
         if self.fmt == "jsonl":
-            self.out.write(json.dumps(_record(name, result, error), ensure_ascii=False) + "\n")
-            self.out.flush()
+            record = _record(name, result, error, from_store)
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.flush()  # a line per photo as it finishes, for whoever reads the pipe
         elif self.fmt == "json":
-            self.records.append(_record(name, result, error))
+            # One document: in the order the files were given, whatever order they finished in.
+            order = len(self.records) if index is None else index
+            self.records.append((order, _record(name, result, error, from_store)))
         elif result is not None:
             drawn = f"\noverlay: {overlay}" if overlay is not None else ""
             self.out.write(f"{name} ({summary(result)})\n{table(result)}{drawn}\n\n")
@@ -82,7 +90,8 @@ class Output:
     def close(self) -> int:
         """Finish the output (the JSON document is written now); returns the exit code."""
         if self.fmt == "json":
-            self.out.write(json.dumps(self.records, ensure_ascii=False, indent=2) + "\n")
+            records = [record for _, record in sorted(self.records, key=lambda pair: pair[0])]
+            self.out.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         if self.failed and self.ok:
             return EXIT_PARTIAL
         return EXIT_FAILED if self.failed else EXIT_OK

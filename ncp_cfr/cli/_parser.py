@@ -14,7 +14,7 @@ from typing import NoReturn, TypeAlias
 
 from ncp_cfr import protocol
 from ncp_cfr._version import __version__
-from ncp_cfr.cli._commands import run_batch, run_demo, run_emulator, run_lookalike
+from ncp_cfr.cli._commands import run_batch, run_demo, run_emulator, run_export, run_lookalike
 from ncp_cfr.cli._exits import EXIT_USAGE
 from ncp_cfr.images import MIN_SIDE
 from ncp_cfr.pipelines import DEFAULT_MATCH_CONFIDENCE, MAX_SCALE
@@ -23,8 +23,9 @@ from ncp_cfr.testing.detector import ALIASES, BACKENDS
 #: ``--detector`` values: ``auto``, the emulator's backends and their aliases, ``none``.
 DETECTORS = ["auto", *BACKENDS, *ALIASES, "none"]
 
-# What add_subparsers returns; a string, because argparse's class is not generic at run time.
-_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+# What add_subparsers returns (its parsers are `Parser`s too, so their usage errors are one line);
+# a string, because argparse's class is not generic at run time.
+_Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +42,16 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 
@@ -175,7 +186,52 @@ def _add_batch_commands(commands: _Commands) -> None:
             metavar="PER_SECOND",
             help="at most this many requests per second",
         )
+        _add_library_options(sub)
         sub.set_defaults(run=run_batch)
+
+
+def _add_library_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("photo libraries")
+    group.add_argument(
+        "--store",
+        type=Path,
+        metavar="DB",
+        help="remember every answer in this SQLite file (created if missing): a rerun, or a "
+        "copy of a photo under another name, is answered from it without a call",
+    )
+    group.add_argument(
+        "--max-calls",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="spend at most N calls in this run, then stop (exit 4; rerun to resume)",
+    )
+    group.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send again the photos the store remembers as unreadable or invalid",
+    )
+
+
+def _add_export(commands: _Commands) -> None:
+    text = "write a store's answers as one flat table: a row per face"
+    sub = commands.add_parser("export", help=text, description=text)
+    sub.add_argument("store", type=Path, metavar="DB", help="the store of earlier runs (--store)")
+    sub.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "parquet"),
+        default=None,
+        help="the table's format (default: from the output's suffix, else csv)",
+    )
+    sub.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="default: stdout (csv, jsonl)",
+    )
+    sub.set_defaults(run=run_export)
 
 
 def _add_lookalike(commands: _Commands) -> None:
@@ -253,13 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"{protocol.ENV_CLIENT_ID} and {protocol.ENV_CLIENT_SECRET}.",
         # Kept in step with the codes in _exits.py.
         epilog="exit codes: 0 all succeeded, 1 failed, 2 usage error, 3 some files failed, "
-        "130 interrupted",
+        "4 stopped by the quota or --max-calls (rerun to resume), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"ncp-cfr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The order here is the order in --help.
     _add_batch_commands(commands)
     _add_lookalike(commands)
+    _add_export(commands)
     _add_emulator(commands)
     _add_demo(commands)
     return parser

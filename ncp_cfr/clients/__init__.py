@@ -5,9 +5,18 @@ attempts, batch bookkeeping); ``_sync`` and ``_async`` are the shells that send,
 ``_deadline`` bounds a sync attempt as a whole; ``_ratelimit`` paces a batch.
 """
 
-from ncp_cfr.clients._async import AsyncClient
+from ncp_cfr.clients._async import AsyncBatchStream, AsyncClient
 from ncp_cfr.clients._base import Clock, ImageInput, Progress
 from ncp_cfr.clients._ratelimit import RateLimiter
-from ncp_cfr.clients._sync import Client
+from ncp_cfr.clients._sync import BatchStream, Client
 
-__all__ = ["AsyncClient", "Client", "Clock", "ImageInput", "Progress", "RateLimiter"]
+__all__ = [
+    "AsyncBatchStream",
+    "AsyncClient",
+    "BatchStream",
+    "Client",
+    "Clock",
+    "ImageInput",
+    "Progress",
+    "RateLimiter",
+]

@@ -7,25 +7,25 @@ side, and image work (a plan's steps) in worker threads so the event loop never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 
 from ncp_cfr import protocol
-from ncp_cfr.batches import BatchItem
+from ncp_cfr.batches import BatchItem, BatchSummary
 from ncp_cfr.clients import _base as base
-from ncp_cfr.clients._base import BatchRun, ImageInput, T
+from ncp_cfr.clients._base import T
+from ncp_cfr.clients._batches import BatchRun
 from ncp_cfr.clients._methods import Many, Methods, Single
-from ncp_cfr.clients._ratelimit import RateLimiter
 from ncp_cfr.errors import APIConnectionError, CFRError, ServerError
 from ncp_cfr.models import EndpointResult
 from ncp_cfr.pipelines import Job, JobOutcome, Pending, Plan, advance
 from ncp_cfr.protocol import Request
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncBatchStream", "AsyncClient"]
 
 
 class AsyncClient(Methods[httpx.AsyncClient]):
@@ -58,47 +58,22 @@ class AsyncClient(Methods[httpx.AsyncClient]):
     # -- running plans ----------------------------------------------------------------------------
 
     async def _perform(self, work: Single[Any] | Many[Any]) -> Any:
-        """Run what a public method asked for: one plan, or a batch."""
+        """Run what a public method asked for: one plan, or a batch (in input order)."""
         if isinstance(work, Single):
             return await self._drive(work.plan, work.concurrency)
-        return await self._many(work.run, work.plans, light_finish=work.light_finish)
+        async with self._open_stream(work) as stream:
+            return work.run.in_order([item async for item in stream])
+
+    def _open_stream(self, work: Many[Any]) -> AsyncBatchStream:
+        return AsyncBatchStream(self, work)
 
     async def _drive(self, plan: Plan[T], concurrency: int = 1) -> T:
         """Run ``plan``, its calls side by side in up to ``concurrency`` tasks."""
         return await _Jobs(self, concurrency).drive(plan)
 
-    async def _many(
-        self,
-        run: BatchRun,
-        plans: Callable[[ImageInput], Plan[T]],
-        *,
-        light_finish: bool = False,
-    ) -> list[BatchItem[T]]:
-        jobs = _Jobs(self, run.concurrency, run.rate, light_finish=light_finish)
-        # Bounds the images read and held at once; the jobs' limiter bounds the calls.
-        window = anyio.CapacityLimiter(run.window)
-
-        async def one(index: int) -> None:
-            async with window:
-                try:
-                    item = run.outcome(index, result=await jobs.drive(plans(run.sources[index])))
-                except CFRError as error:
-                    item = run.outcome(index, error=error)
-            run.record(item)
-
-        try:
-            async with anyio.create_task_group() as group:
-                for index in range(run.total):
-                    group.start_soon(one, index)
-        except Exception as failed:
-            base.reraise_single(failed)
-        finally:
-            run.close()
-        return run.batch()
-
-    async def _execute(self, job: Job, rate: RateLimiter | None = None) -> EndpointResult:
+    async def _execute(self, job: Job, run: BatchRun | None = None) -> EndpointResult:
         """One call with its retries; cancelling the task ends it."""
-        exchange = self._exchange(job, rate)
+        exchange = self._exchange(job, run)
         reply: base.Reply = None
         while not isinstance(action := base.next_action(exchange, reply), base.Finished):
             if isinstance(action, base.Send):
@@ -132,9 +107,86 @@ class AsyncClient(Methods[httpx.AsyncClient]):
             return base.transport_error(exc, request, timeout, status)
 
 
+class AsyncBatchStream:
+    """The items of a batch as each finishes (``AsyncClient.stream``); ``summary`` once it is
+    over. Use it as ``async with client.stream(...) as results: async for item in results``:
+    leaving the block early (a ``break``, an exception, a cancellation) stops the batch.
+    """
+
+    def __init__(self, client: AsyncClient, work: Many[Any]) -> None:
+        self._client = client
+        self._work = work
+        self._send, self._receive = anyio.create_memory_object_stream[BatchItem[Any]](
+            work.run.window
+        )
+        self._group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> AsyncBatchStream:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._group.start_soon(self._produce)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        assert self._group is not None
+        run = self._work.run
+        if exc[0] is not None or not self._finished:
+            run.halt()  # left early: send nothing new
+            self._group.cancel_scope.cancel()
+        try:
+            return await self._group.__aexit__(*exc)
+        except Exception as failed:  # a task's error, not the caller's
+            base.reraise_single(failed)
+        finally:
+            self._receive.close()
+            run.close()
+
+    _finished = False
+
+    def __aiter__(self) -> AsyncBatchStream:
+        return self
+
+    async def __anext__(self) -> BatchItem[Any]:
+        if self._group is None:
+            raise RuntimeError("use the stream in `async with client.stream(...) as results:`")
+        try:
+            item = await self._receive.receive()
+        except anyio.EndOfStream:
+            self._finished = True
+            raise StopAsyncIteration from None
+        return self._work.run.record(item)
+
+    @property
+    def summary(self) -> BatchSummary:
+        """What the batch did so far (final once the stream is exhausted)."""
+        return self._work.run.summary
+
+    async def _produce(self) -> None:
+        work, run = self._work, self._work.run
+        jobs = _Jobs(self._client, run.concurrency, run, light_finish=work.light_finish)
+        # Bounds the images read and held at once; the jobs' limiter bounds the calls.
+        window = anyio.Semaphore(run.window)
+
+        async def one(index: int, source: Any, send: Any) -> None:
+            async with send:
+                try:
+                    item = await jobs.drive(run.item_plan(index, source, work.plans))
+                finally:
+                    window.release()
+                await send.send(item)
+
+        async with self._send, anyio.create_task_group() as group:
+            for index, source in run.sources():
+                if run.stopped:
+                    await self._send.send(run.not_attempted(index, source))
+                    continue
+                await window.acquire()
+                group.start_soon(one, index, source, self._send.clone())
+
+
 class _Jobs:
     """Runs plans for an [`AsyncClient`][ncp_cfr.AsyncClient]: at most ``slots`` calls at once,
-    paced by ``rate``.
+    within a batch's ``run``.
 
     Plans are advanced in a worker thread: a step may crop and encode images. With
     ``light_finish`` (single-call plans, whose last step only maps the result back) the step
@@ -145,13 +197,13 @@ class _Jobs:
         self,
         client: AsyncClient,
         slots: int,
-        rate: RateLimiter | None = None,
+        run: BatchRun | None = None,
         *,
         light_finish: bool = False,
     ) -> None:
         self._client = client
         self._slots = anyio.CapacityLimiter(slots)
-        self._rate = rate
+        self._run_of_batch = run
         self._light_finish = light_finish
 
     async def drive(self, plan: Plan[T]) -> T:
@@ -183,6 +235,6 @@ class _Jobs:
     async def _one(self, job: Job) -> JobOutcome:
         async with self._slots:
             try:
-                return await self._client._execute(job, self._rate)
+                return await self._client._execute(job, self._run_of_batch)
             except CFRError as error:
                 return error

@@ -10,21 +10,18 @@ made here, once.
 from __future__ import annotations
 
 import importlib.util
-import os
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Generic, NoReturn, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, Union
 
 import httpx
 
 from ncp_cfr import protocol
 from ncp_cfr._types import NOT_GIVEN, NotGiven
-from ncp_cfr.batches import Batch, BatchItem
-from ncp_cfr.clients._ratelimit import RateLimiter
 from ncp_cfr.errors import APIConnectionError, CFRError, InvalidArgumentError, ServerError
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
@@ -35,6 +32,9 @@ from ncp_cfr.images import (
 from ncp_cfr.models import EndpointResult
 from ncp_cfr.pipelines import Job
 from ncp_cfr.protocol import Call, Done, Request, Retry, Settings
+
+if TYPE_CHECKING:  # the batch drives calls through the base; the base only names it
+    from ncp_cfr.clients._batches import BatchRun
 
 #: ``progress=`` of the ``*_many`` methods: a tqdm bar (``True``), none, or ``hook(done, total)``.
 Progress = Union[bool, Callable[[int, int], object], None]
@@ -48,9 +48,6 @@ _Self = TypeVar("_Self", bound="ClientBase[Any]")
 DEFAULT_FAN_OUT = 4
 #: Calls in flight at once in a ``*_many`` batch.
 DEFAULT_BATCH_CONCURRENCY = 8
-#: Inputs of a batch in progress at once, per concurrent call: enough to prepare the next images
-#: while calls are out, few enough that a long batch does not hold every image in memory.
-WINDOW_PER_SLOT = 2
 
 
 class Clock:
@@ -129,56 +126,6 @@ def next_action(exchange: Exchange, reply: Reply) -> Send | Sleep | Finished[End
 
 
 # --- batches -------------------------------------------------------------------------------------
-
-
-class BatchRun:
-    """The bookkeeping of one ``*_many`` call: inputs, results in input order, progress."""
-
-    def __init__(
-        self,
-        images: Iterable[ImageInput],
-        concurrency: int,
-        rate_limit: float | None,
-        progress: Progress,
-    ) -> None:
-        check_concurrency(concurrency)
-        self.concurrency = concurrency
-        self.sources = list(images)
-        self.total = len(self.sources)
-        self.rate = RateLimiter(rate_limit) if rate_limit is not None else None
-        self.window = max(1, min(WINDOW_PER_SLOT * concurrency, self.total))
-        self._update, self._close = progress_hook(progress, self.total)
-        self._results: list[BatchItem[Any] | None] = [None] * self.total
-        self._done = 0
-        self._hook_failed = False
-
-    def outcome(
-        self, index: int, result: Any = None, error: CFRError | None = None
-    ) -> BatchItem[Any]:
-        """The item of input ``index``: its result, or the CFRError it failed with."""
-        source = self.sources[index]
-        given = str(source) if isinstance(source, os.PathLike) else source
-        return BatchItem(index, given, result=result, error=error)
-
-    def record(self, item: BatchItem[Any]) -> None:
-        """Keep ``item`` and report progress; a failing progress hook stops the batch, once."""
-        self._results[item.index] = item
-        self._done += 1
-        if self._hook_failed:
-            return
-        try:
-            self._update(self._done, self.total)
-        except BaseException:
-            self._hook_failed = True
-            raise
-
-    def close(self) -> None:
-        """Close the progress bar."""
-        self._close()
-
-    def batch(self) -> Batch[Any]:
-        """The items, in input order."""
-        return Batch(item for item in self._results if item is not None)
 
 
 def check_concurrency(concurrency: int) -> None:
@@ -387,11 +334,12 @@ class ClientBase(Generic[HttpT]):
         clone._timeouts = clone._httpx_timeout()
         return clone
 
-    def _exchange(self, job: Job, rate: RateLimiter | None = None) -> Exchange:
+    def _exchange(self, job: Job, run: BatchRun | None = None) -> Exchange:
         """One call with its retries: yields what to send and how long to wait, returns the
         result in the upload's pixels, raises the error the call ends with.
 
-        Every attempt, retries included, is a request the rate limit must count.
+        In a batch, every attempt (retries included) is a request the rate limit paces and the
+        batch counts, and none is sent once the batch has stopped.
         """
         clock = self._clock
         call = Call(
@@ -403,11 +351,14 @@ class ClientBase(Generic[HttpT]):
             clock=clock.now,
             monotonic=clock.monotonic,
         )
+        retry = False
         while True:
-            if rate is not None:
-                delay = rate.reserve(clock.monotonic())
-                if delay > 0:
-                    yield Sleep(delay)
+            if run is not None:
+                run.before_send(retry)
+                if run.rate is not None:
+                    delay = run.rate.reserve(clock.monotonic())
+                    if delay > 0:
+                        yield Sleep(delay)
             reply = yield Send(call.request())
             if isinstance(reply, CFRError):
                 decision = call.on_transport_error(reply)
@@ -415,6 +366,7 @@ class ClientBase(Generic[HttpT]):
                 assert reply is not None
                 decision = call.on_response(*reply)
             if isinstance(decision, Retry):
+                retry = True
                 yield Sleep(decision.delay)
             elif isinstance(decision, Done):
                 return decision.result

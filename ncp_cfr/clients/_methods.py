@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import types
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from ncp_cfr.batches import BatchItem
 from ncp_cfr.clients._base import (
     DEFAULT_BATCH_CONCURRENCY,
     DEFAULT_FAN_OUT,
-    BatchRun,
     ClientBase,
     HttpT,
     ImageInput,
     Progress,
     check_concurrency,
 )
+from ncp_cfr.clients._batches import BatchRun, StoreOptions
+from ncp_cfr.errors import InvalidArgumentError
 from ncp_cfr.images import ChannelOrder
 from ncp_cfr.models import Analysis, CelebrityResult, FaceResult, Lookalike
 from ncp_cfr.pipelines import (
@@ -39,13 +41,16 @@ from ncp_cfr.pipelines import (
     lookalike_plan,
 )
 from ncp_cfr.protocol import Endpoint
+from ncp_cfr.store import ResultStore
 
 T = TypeVar("T")
 P = ParamSpec("P")
+#: What ``stream`` runs over each photo.
+Operation = Literal["face", "celebrity", "analyze", "lookalike"]
 
 if TYPE_CHECKING:  # for the types of the public methods on each shell
-    from ncp_cfr.clients._async import AsyncClient
-    from ncp_cfr.clients._sync import Client
+    from ncp_cfr.clients._async import AsyncBatchStream, AsyncClient
+    from ncp_cfr.clients._sync import BatchStream, Client
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,36 @@ class public(Generic[P, T]):
     ) -> Callable[P, Coroutine[Any, Any, T]]: ...
     def __get__(self, client: Any, owner: type[Any]) -> Any:
         if client is None:  # on the class: the function, for help() and inspect
+            return self._call
+        return types.MethodType(self._call, client)
+
+
+class streaming(Generic[P]):
+    """The streaming method of both clients, written once: ``Client`` gives a
+    [`BatchStream`][ncp_cfr.BatchStream] (an iterator), ``AsyncClient`` an
+    [`AsyncBatchStream`][ncp_cfr.AsyncBatchStream] (an async iterator, used with ``async with``).
+    """
+
+    def __init__(self, method: Callable[Concatenate[Any, P], Many[Any]]) -> None:
+        def call(client: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return client._open_stream(method(client, *args, **kwargs))
+
+        call.__name__ = call.__qualname__ = method.__name__
+        call.__doc__ = method.__doc__
+        call.__signature__ = inspect.signature(method).replace(  # type: ignore[attr-defined]
+            return_annotation="BatchStream"
+        )
+        self._call = call
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Callable[..., Any]: ...
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, BatchStream]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, AsyncBatchStream]: ...
+    def __get__(self, client: Any, owner: type[Any]) -> Any:
+        if client is None:
             return self._call
         return types.MethodType(self._call, client)
 
@@ -404,3 +439,148 @@ class Methods(ClientBase[HttpT]):
         """
         plans = self._lookalike_plans(channel_order, scales, min_confidence, match_confidence)
         return Many(BatchRun(images, concurrency, rate_limit, progress), plans)
+
+    @streaming
+    def stream(
+        self,
+        operation: Operation,
+        images: Iterable[ImageInput],
+        *,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        rate_limit: float | None = None,
+        progress: Progress = False,
+        store: ResultStore | str | os.PathLike[str] | None = None,
+        max_calls: int | None = None,
+        retry_failed: bool = False,
+        channel_order: ChannelOrder = "rgb",
+        margin: float = DEFAULT_MARGIN,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_confidence: float = 0.0,
+        scales: Sequence[float] = DEFAULT_SCALES,
+        match_confidence: float = DEFAULT_MATCH_CONFIDENCE,
+    ) -> Many[BatchItem[Any]]:
+        """Run one operation over many photos, yielding each [`BatchItem`][ncp_cfr.BatchItem] as
+        it finishes; for photo libraries.
+
+        ```python
+        with client.stream("face", photos, store="library.db") as results:
+            for item in results:           # in the order they finish; item.index is the position
+                print(item.source, item.result or item.error)
+        print(results.summary)             # answered, from the store, failed, calls paid...
+        ```
+
+        Inputs are read lazily (a generator of 100,000 paths is never held whole), at most
+        ``2 x concurrency`` at a time. With a ``store``, every answer is saved as it arrives and
+        a photo already answered (the same content under any name, with the same options and
+        service) is answered from it without a call; a rerun after any stop resumes. A quota
+        answer (``QuotaExceededError``), or ``max_calls`` calls spent, stops the run: calls in
+        flight finish (and are stored), nothing new is sent, and every photo not sent comes out
+        with a [`NotAttempted`][ncp_cfr.NotAttempted] error.
+
+        Args:
+            operation: ``"face"`` ([`detect_faces`][ncp_cfr.Client.detect_faces]),
+                ``"celebrity"``, ``"analyze"`` or ``"lookalike"`` (``find_lookalike``).
+            images: any iterable of images (paths, bytes, file objects, PIL images, arrays).
+            concurrency: calls in flight at once.
+            rate_limit: at most this many requests per second, retries included.
+            progress: ``True`` for a tqdm bar, or a ``callable(done, total)`` (``total`` is 0
+                when ``images`` has no length).
+            store: a [`ResultStore`][ncp_cfr.store.ResultStore] or the path of its SQLite file
+                (created if missing, closed with the stream).
+            max_calls: spend at most this many calls (retries included) in this run.
+            retry_failed: send again the photos the store remembers as permanently failed
+                (unreadable or refused as invalid images).
+            channel_order: the channel order of array images.
+            margin: ``analyze``'s crop margin.
+            min_face: ``analyze``'s smallest face sent for a lookalike.
+            min_confidence: ``analyze``'s and ``lookalike``'s lowest name confidence.
+            scales: ``lookalike``'s upload sizes.
+            match_confidence: ``lookalike``'s match threshold.
+
+        Returns:
+            A [`BatchStream`][ncp_cfr.BatchStream] on [`Client`][ncp_cfr.Client] (iterate it; use
+            ``with`` to stop early cleanly), an [`AsyncBatchStream`][ncp_cfr.AsyncBatchStream] on
+            [`AsyncClient`][ncp_cfr.AsyncClient] (``async with ... as s: async for item in s``).
+            Its ``summary`` is final once it is exhausted.
+
+        Raises:
+            InvalidArgumentError: an unknown operation, or an option of another operation.
+            StoreError: the store cannot be opened or written (before any call).
+        """
+        plans, options = self._operation(
+            operation, channel_order, margin, min_face, min_confidence, scales, match_confidence
+        )
+        opened = None if store is None or isinstance(store, ResultStore) else ResultStore(store)
+        remember = None
+        if store is not None:
+            remember = StoreOptions(
+                store=opened if opened is not None else store,  # type: ignore[arg-type]
+                operation=operation,
+                options=options,
+                base_url=self.base_url,
+                retry_failed=retry_failed,
+            )
+        run = BatchRun(
+            images,
+            concurrency,
+            rate_limit,
+            progress,
+            store=remember,
+            max_calls=max_calls,
+            owned_store=opened,
+        )
+        return Many(run, plans, light_finish=store is None and operation in ("face", "celebrity"))
+
+    def _operation(
+        self,
+        operation: str,
+        channel_order: ChannelOrder,
+        margin: float,
+        min_face: int,
+        min_confidence: float,
+        scales: Sequence[float],
+        match_confidence: float,
+    ) -> tuple[Callable[[ImageInput], Plan[Any]], dict[str, object]]:
+        """The plans of ``operation`` and the options that change its answer (the store key)."""
+        upload: dict[str, object] = {
+            "channel_order": channel_order,
+            "max_bytes": self._max_bytes,
+            "max_side": self._max_side,
+        }
+        given = {
+            "margin": margin != DEFAULT_MARGIN,
+            "min_face": min_face != DEFAULT_MIN_FACE,
+            "scales": tuple(scales) != tuple(DEFAULT_SCALES),
+            "match_confidence": match_confidence != DEFAULT_MATCH_CONFIDENCE,
+            "min_confidence": min_confidence != 0.0,
+        }
+        own = {
+            "face": set(),
+            "celebrity": set(),
+            "analyze": {"margin", "min_face", "min_confidence"},
+            "lookalike": {"scales", "min_confidence", "match_confidence"},
+        }
+        if operation not in own:
+            raise InvalidArgumentError(
+                f"operation is 'face', 'celebrity', 'analyze' or 'lookalike', got {operation!r}"
+            )
+        foreign = sorted(n for n, changed in given.items() if changed and n not in own[operation])
+        if foreign:
+            raise InvalidArgumentError(
+                f"{', '.join(foreign)} do(es) not apply to {operation!r}: leave them out"
+            )
+        if operation == "face":
+            return self._face_plans(channel_order), upload
+        if operation == "celebrity":
+            return self._celebrity_plans(channel_order), upload
+        if operation == "analyze":
+            options = {**upload, "margin": margin, "min_face": min_face}
+            options["min_confidence"] = min_confidence
+            return self._analyze_plans(channel_order, margin, min_face, min_confidence), options
+        options = {"channel_order": channel_order, "max_bytes": self._max_bytes}
+        options.update(
+            scales=list(scales), min_confidence=min_confidence, match_confidence=match_confidence
+        )
+        return self._lookalike_plans(
+            channel_order, scales, min_confidence, match_confidence
+        ), options

@@ -8,26 +8,26 @@ thread pool with a semaphore for calls side by side.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from ncp_cfr import protocol
-from ncp_cfr.batches import BatchItem
+from ncp_cfr.batches import BatchItem, BatchSummary
 from ncp_cfr.clients import _base as base
-from ncp_cfr.clients._base import BatchRun, ImageInput, T
+from ncp_cfr.clients._base import ImageInput, T
+from ncp_cfr.clients._batches import BatchRun
 from ncp_cfr.clients._deadline import WATCHDOG, watched_transport
 from ncp_cfr.clients._methods import Many, Methods, Single
-from ncp_cfr.clients._ratelimit import RateLimiter
 from ncp_cfr.errors import APIConnectionError, CFRError, ServerError
 from ncp_cfr.models import EndpointResult
 from ncp_cfr.pipelines import Job, JobOutcome, Pending, Plan, advance
 from ncp_cfr.protocol import Request
 
-__all__ = ["Client"]
+__all__ = ["BatchStream", "Client"]
 
 
 class _Stopped(Exception):
@@ -78,10 +78,13 @@ class Client(Methods[httpx.Client]):
     # -- running plans ----------------------------------------------------------------------------
 
     def _perform(self, work: Single[Any] | Many[Any]) -> Any:
-        """Run what a public method asked for: one plan, or a batch."""
+        """Run what a public method asked for: one plan, or a batch (in input order)."""
         if isinstance(work, Single):
             return self._drive(work.plan, work.concurrency)
-        return self._many(work.run, work.plans)
+        return work.run.in_order(self._stream(work.run, work.plans))
+
+    def _open_stream(self, work: Many[Any]) -> BatchStream:
+        return BatchStream(self._stream(work.run, work.plans), work.run)
 
     def _drive(self, plan: Plan[T], concurrency: int = 1) -> T:
         """Run ``plan`` here, its calls side by side in up to ``concurrency`` threads."""
@@ -90,30 +93,32 @@ class Client(Methods[httpx.Client]):
         with ThreadPoolExecutor(concurrency, thread_name_prefix="ncp_cfr") as pool:
             return _Jobs(self, pool, concurrency).drive(plan)
 
-    def _many(self, run: BatchRun, plans: Callable[[ImageInput], Plan[T]]) -> list[BatchItem[T]]:
-        concurrency = run.concurrency
-        stop = threading.Event()
+    def _stream(
+        self, run: BatchRun, plans: Callable[[ImageInput], Plan[Any]]
+    ) -> Iterator[BatchItem[Any]]:
+        """Each input's item as it finishes, at most ``run.window`` inputs in progress."""
         # Inputs are prepared by item workers; a plan's fan-out (analyze crops) goes to the call
         # pool; the jobs' semaphore bounds the HTTP calls of both together.
         items = ThreadPoolExecutor(run.window, thread_name_prefix="ncp_cfr-item")
-        calls = ThreadPoolExecutor(concurrency, thread_name_prefix="ncp_cfr-call")
-        jobs = _Jobs(self, calls, concurrency, run.rate, stop)
-
-        def one(index: int) -> BatchItem[T]:
-            if stop.is_set():
-                raise _Stopped
-            try:
-                return run.outcome(index, result=jobs.drive(plans(run.sources[index])))
-            except CFRError as error:
-                return run.outcome(index, error=error)
-
+        calls = ThreadPoolExecutor(run.concurrency, thread_name_prefix="ncp_cfr-call")
+        jobs = _Jobs(self, calls, run.concurrency, run)
+        pending: set[Future[BatchItem[Any]]] = set()
         try:
-            futures = [items.submit(one, index) for index in range(run.total)]
-            for future in as_completed(futures):
-                run.record(future.result())
+            for index, source in run.sources():
+                if run.stopped:
+                    yield run.record(run.not_attempted(index, source))
+                    continue
+                pending.add(items.submit(jobs.drive, run.item_plan(index, source, plans)))
+                while len(pending) >= run.window:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from (run.record(future.result()) for future in done)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (run.record(future.result()) for future in done)
         except BaseException:
-            # Ctrl-C or a bug: send nothing new, drop what is queued, do not wait for it.
-            stop.set()
+            # Ctrl-C, a bug, or the consumer stopped early: send nothing new, drop what is
+            # queued, do not wait for it.
+            run.halt()
             items.shutdown(wait=False, cancel_futures=True)
             calls.shutdown(wait=False, cancel_futures=True)
             raise
@@ -121,13 +126,11 @@ class Client(Methods[httpx.Client]):
             run.close()
         items.shutdown()
         calls.shutdown()
-        return run.batch()
 
-    def _execute(
-        self, job: Job, rate: RateLimiter | None = None, stop: threading.Event | None = None
-    ) -> EndpointResult:
-        """One call with its retries, in this thread; a batch's ``stop`` ends it early."""
-        exchange = self._exchange(job, rate)
+    def _execute(self, job: Job, run: BatchRun | None = None) -> EndpointResult:
+        """One call with its retries, in this thread; an abandoned batch ends it early."""
+        stop = None if run is None else run.halted
+        exchange = self._exchange(job, run)
         reply: base.Reply = None
         while not isinstance(action := base.next_action(exchange, reply), base.Finished):
             if stop is not None and stop.is_set():
@@ -173,9 +176,45 @@ class Client(Methods[httpx.Client]):
             WATCHDOG.finish(watch)
 
 
+class BatchStream:
+    """The items of a batch as each finishes (``Client.stream``); ``summary`` once it is over.
+
+    An iterator; ``with client.stream(...) as results:`` stops the batch cleanly if the loop
+    ends early (a ``break``, an exception): nothing new is sent, and a store opened from a path
+    is closed.
+    """
+
+    def __init__(self, items: Iterator[BatchItem[Any]], run: BatchRun) -> None:
+        self._items = items
+        self._run = run
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> BatchItem[Any]:
+        return next(self._items)
+
+    def __enter__(self) -> BatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the batch: nothing new is sent; what is in flight is abandoned."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def summary(self) -> BatchSummary:
+        """What the batch did so far (final once the stream is exhausted or closed)."""
+        return self._run.summary
+
+
 class _Jobs:
     """Runs plans for a [`Client`][ncp_cfr.Client]: at most ``slots`` calls at once, in ``pool``
-    (``None``: one at a time, in this thread), paced by ``rate``.
+    (``None``: one at a time, in this thread), within a batch's ``run``.
     """
 
     def __init__(
@@ -183,14 +222,12 @@ class _Jobs:
         client: Client,
         pool: ThreadPoolExecutor | None,
         slots: int,
-        rate: RateLimiter | None = None,
-        stop: threading.Event | None = None,
+        run: BatchRun | None = None,
     ) -> None:
         self._client = client
         self._pool = pool
         self._slots = threading.BoundedSemaphore(slots)
-        self._rate = rate
-        self._stop = stop
+        self._run_of_batch = run
 
     def drive(self, plan: Plan[T]) -> T:
         step = advance(plan, None)
@@ -211,6 +248,6 @@ class _Jobs:
     def _one(self, job: Job) -> JobOutcome:
         with self._slots:
             try:
-                return self._client._execute(job, self._rate, self._stop)
+                return self._client._execute(job, self._run_of_batch)
             except CFRError as error:
                 return error

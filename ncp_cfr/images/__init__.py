@@ -37,6 +37,7 @@ the plugin registry, warning filters) and nothing the caller passed is modified.
 
 from ncp_cfr.images._prepare import prepare_image
 from ncp_cfr.images._sources import (
+    content_of,
     decode_upload,
     open_image,
     pixels_of,
@@ -65,6 +66,7 @@ __all__ = [
     "ImageSource",
     "PreparedImage",
     "Transform",
+    "content_of",
     "decode_upload",
     "open_image",
     "pixels_of",

@@ -5,6 +5,7 @@ before decoding, decoding it and making it upright; ``open_image`` and the other
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
 import os
@@ -251,6 +252,43 @@ def rereadable(source: ImageSource) -> ImageSource:
     if hasattr(source, "read") and not isinstance(source, Image.Image):
         return _read_file_object(source, None)[0]
     return source
+
+
+def content_of(source: ImageSource) -> tuple[ImageSource, str]:
+    """``source`` read once, and the SHA-256 (hex) of its content: what a result store keys on.
+
+    Paths, bytes and file objects become their bytes (the hash is of the bytes as read, so a
+    copy of a photo under another name hashes the same); a ``PIL.Image`` or an array stays as
+    it is and its hash covers its mode or dtype, its size and its pixels.
+
+    Raises:
+        ImageError: the file or stream cannot be read.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise ImageError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
+        return data, hashlib.sha256(data).hexdigest()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        return data, hashlib.sha256(data).hexdigest()
+    if hasattr(source, "read") and not isinstance(source, Image.Image):
+        data = _read_file_object(source, None)[0]
+        return data, hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    if isinstance(source, Image.Image):
+        digest.update(f"{source.mode} {source.size}".encode())
+        digest.update(source.tobytes())
+    else:  # an array: its layout and its bytes, as NumPy holds them
+        import numpy as np
+
+        array = np.ascontiguousarray(source)
+        digest.update(f"{array.dtype} {array.shape}".encode())
+        digest.update(array.tobytes())
+    return source, digest.hexdigest()
 
 
 def _read_file_object(source: Any, hint: str | None) -> tuple[bytes, str]:

@@ -121,6 +121,8 @@ class Emulator:
     2,000,000 bytes, JPEG/PNG, 50 px minimum, width < 4 x height) and answers with the same
     error bodies. Beyond that it answers, in this order:
 
+    0. once a ``quota`` is spent, the API gateway's quota answer (HTTP 429, gateway code
+       ``400`` ``Quota Exceeded``) to every call with valid keys;
     1. an injected fault ([`inject`][ncp_cfr.testing.Emulator.inject]), checked right after the
        keys, as the gateway would;
     2. a scenario ([`reply`][ncp_cfr.testing.Emulator.reply]) for the endpoint, the next call or a
@@ -139,6 +141,13 @@ class Emulator:
     ``"mtcnn"``) is loaded at once and raises
     [`DetectorUnavailableError`][ncp_cfr.testing.detector.DetectorUnavailableError] if it is
     missing.
+
+    **A quota**, as an NCP customer sets one per day or month: ``Emulator(quota=1000)`` or
+    [`set_quota`][ncp_cfr.testing.Emulator.set_quota] answers 1,000 calls with 200 and every
+    later call with the gateway's quota answer, until
+    [`reset_quota`][ncp_cfr.testing.Emulator.reset_quota] starts a new day. Only 200 answers
+    count against it, as only they are paid for; [`answered`][ncp_cfr.testing.Emulator.answered]
+    says how many there were.
 
     **Malformed requests** on the loopback server get the gateway's JSON envelope, never an HTML
     page or silence: a bad ``Content-Length`` (``abc``, ``-5``), an unsupported
@@ -171,6 +180,9 @@ class Emulator:
             connection may stay idle, before it is closed (default 10).
         max_workers: requests the loopback server answers at the same time (default 32); more
             wait. Raise it to test more concurrent calls with ``latency``.
+        quota: answer at most this many calls with 200 until
+            [`reset_quota`][ncp_cfr.testing.Emulator.reset_quota], then the gateway's quota
+            answer (``None``: no cap).
     """
 
     def __init__(
@@ -188,6 +200,7 @@ class Emulator:
         max_recorded: int | None = None,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_workers: int = DEFAULT_MAX_WORKERS,
+        quota: int | None = None,
     ) -> None:
         detector = _resolve_detector(detector)
         if gallery is not None:
@@ -203,6 +216,7 @@ class Emulator:
             recognizer=recognizer,
             record_images=record_images,
             max_recorded=max_recorded,
+            quota=quota,
         )
         self._host = host
         self._port = port
@@ -410,8 +424,49 @@ class Emulator:
         )
 
     def reset(self) -> None:
-        """Forget recorded requests, scenarios and faults."""
+        """Forget recorded requests, scenarios and faults (not the quota: see
+        [`reset_quota`][ncp_cfr.testing.Emulator.reset_quota]).
+        """
         self.rules.reset()
+
+    # -- the quota ---------------------------------------------------------------------------------
+
+    def set_quota(self, calls: int | None) -> None:
+        """Answer at most ``calls`` calls with 200, then the gateway's quota answer to every call.
+
+        ```python
+        emu.set_quota(3)      # the 4th call on gets HTTP 429, gateway code 400 "Quota Exceeded":
+        ...                   # the SDK raises QuotaExceededError, and a batch stops
+        emu.reset_quota()     # the next day: 3 more
+        ```
+
+        The calls count from the emulator's start or the last
+        [`reset_quota`][ncp_cfr.testing.Emulator.reset_quota], as NCP counts a day's calls
+        however the cap was set: calls already answered count. ``None`` removes the cap.
+
+        Raises:
+            InvalidArgumentError: ``calls`` is not a whole number >= 0 or ``None``.
+        """
+        self.rules.set_quota(calls)
+
+    def reset_quota(self) -> None:
+        """Start a new quota period (NCP's caps reset at 00:00 KST): the count starts from 0, the
+        cap stays.
+        """
+        self.rules.reset_quota()
+
+    @property
+    def quota(self) -> int | None:
+        """The cap on 200 answers per period, or ``None``."""
+        return self.rules.quota
+
+    @property
+    def answered(self) -> int:
+        """Calls answered with 200 since the emulator was made: the calls a customer pays for
+        (not reset by [`reset`][ncp_cfr.testing.Emulator.reset] or
+        [`reset_quota`][ncp_cfr.testing.Emulator.reset_quota]).
+        """
+        return self.rules.answered
 
     # -- what was sent -----------------------------------------------------------------------------
 

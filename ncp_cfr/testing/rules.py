@@ -1,16 +1,20 @@
 """The emulated service as pure code: a request in, an answer out.
 
-The loopback server (``ncp_cfr.testing.server``) and the in-process transport
+``Rules`` holds the service's checks, the scenarios and faults a test declares, and the record of
+what it received. The loopback server (``ncp_cfr.testing.server``) and the in-process transport
 (``ncp_cfr.testing.transport``) both hand every request to ``Rules.handle`` and only differ
 in how they wait (``Answer.delay``) and how they drop a connection (``Answer.drop``), so the two
 behave the same by construction.
+
+This module also re-exports the wire helpers (the error envelopes, ``make_face``,
+``make_celebrity``, ``frontal_landmarks``, ``parse_multipart``, ``MAX_BODY_BYTES``) from a private
+module beside it: import them from here.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
 import threading
 import time
 import warnings
@@ -25,156 +29,39 @@ from ncp_cfr.errors import ImageError, InvalidArgumentError
 from ncp_cfr.images import sniff_format
 from ncp_cfr.models import CelebrityResult, FaceResult
 from ncp_cfr.protocol import HEADER_KEY, HEADER_KEY_ID, Endpoint, redact_headers
+from ncp_cfr.testing._wire import (
+    MAX_BODY_BYTES,
+    cfr_error,
+    error_envelope,
+    frontal_landmarks,
+    gateway_error,
+    legacy_error,
+    make_celebrity,
+    make_face,
+    parse_multipart,
+)
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
     "Answer",
     "RecordedRequest",
     "Rules",
     "cfr_error",
     "error_envelope",
+    "frontal_landmarks",
     "gateway_error",
     "legacy_error",
     "make_celebrity",
     "make_face",
+    "parse_multipart",
 ]
 
 #: The emulator refuses images over this many bytes with ER04 (the SDK's own limit; see
 #: docs/protocol.md, "Limits").
 MAX_IMAGE_BYTES = 2_000_000
-#: Bodies over this are refused by the "gateway" (413/430) without being read whole.
-MAX_BODY_BYTES = 10 * 1024 * 1024
-
-_CFR_ERRORS: dict[str, tuple[int, str]] = {
-    "ER01": (400, "Image parameter is missing (이미지 파라미터가 없습니다.)"),
-    "ER02": (400, "Failed to receive image content (이미지 내용을 받지 못했습니다.)"),
-    "ER03": (400, "Bad request (잘못된 요청입니다.)"),
-    "ER04": (400, "Image size is too large (너무 큰 이미지 입니다.)"),
-    "ER11": (400, "Unrecognized image format (인식할 수 없는 이미지 형식입니다.)"),
-    "ER12": (400, "Abnormal width/height ratio (이미지의 가로/세로 비율이 비정상입니다.)"),
-    "ER13": (400, "Image width is too small (이미지 너비가 너무 작습니다.)"),
-    "ER14": (400, "Image height is too small (이미지 높이가 너무 작습니다.)"),
-    "ER15": (400, "Failed to analyze the image (이미지 분석에 실패했습니다.)"),
-    "ER21": (400, "Server timeout (서버 시간 초과입니다.)"),
-    "ER22": (400, "Server is too busy (서버가 너무 바쁩니다.)"),
-    "ER92": (500, "Failed to make JSON (JSON 생성에 실패했습니다.)"),
-    "ER99": (500, "Internal server error (내부 서버 오류입니다.)"),
-}
-_GATEWAY_ERRORS: dict[str, tuple[int, str, str | None]] = {
-    "100": (400, "Bad Request Exception", None),
-    "200": (401, "Authentication Failed", "Invalid authentication information."),
-    "210": (401, "Permission Denied", "A subscription to the API is required."),
-    "230": (403, "Forbidden", None),
-    "300": (404, "Not Found Exception", None),
-    "400": (429, "Quota Exceeded", "Quota exceeded."),
-    "410": (429, "Throttle Limited", "Throttle limited."),
-    "420": (429, "Rate Limited", "Rate limited."),
-    "430": (413, "Request Entity Too Large", None),
-    "500": (503, "Endpoint Error", None),
-    "510": (504, "Endpoint Timeout", None),
-    "520": (503, "Unknown Endpoint Domain", None),
-    "530": (503, "Connection Closed By Endpoint", None),
-    "900": (500, "Unexpected Error", None),
-}
-_LEGACY_ERRORS: dict[str, tuple[int, str]] = {
-    "024": (401, "Authentication failed (인증에 실패하였습니다.)"),
-    "010": (429, "Exceeded the daily limit (일일 호출 한도를 초과했습니다.)"),
-}
 
 JSONBody = Union[Mapping[str, Any], Sequence[Any]]
-
-
-def cfr_error(code: str) -> tuple[int, dict[str, Any]]:
-    """The status and body the CFR service sends for ``code`` (``"ER04"`` ...)."""
-    status, message = _CFR_ERRORS[code]
-    return status, {"errorCode": code, "errorMessage": message}
-
-
-def gateway_error(code: str | int, *, int_code: bool = False) -> tuple[int, dict[str, Any]]:
-    """The status and body NCP's API gateway sends for ``code`` (``"210"`` ...).
-
-    ``int_code=True`` sends the code as a JSON number, as some gateway answers do.
-    """
-    status, message, details = _GATEWAY_ERRORS[str(code)]
-    error_code: str | int = int(code) if int_code else str(code)
-    return status, {"error": {"errorCode": error_code, "message": message, "details": details}}
-
-
-def legacy_error(code: str) -> tuple[int, dict[str, Any]]:
-    """The status and body of the legacy NAVER Developers channel (``"024"`` ...)."""
-    status, message = _LEGACY_ERRORS[code]
-    return status, {"errorMessage": message, "errorCode": code}
-
-
-def error_envelope(code: str) -> tuple[int, dict[str, Any]]:
-    """Any known code: ``"ER21"`` (CFR), ``"410"`` (gateway), ``"legacy:024"`` (legacy)."""
-    if code.startswith("legacy:"):
-        return legacy_error(code.removeprefix("legacy:"))
-    if code.startswith("gateway:"):
-        return gateway_error(code.removeprefix("gateway:"))
-    if code in _CFR_ERRORS:
-        return cfr_error(code)
-    if code in _GATEWAY_ERRORS:
-        return gateway_error(code)
-    raise InvalidArgumentError(
-        f"unknown error code {code!r}: use a CFR code (ER01..ER99), a gateway code "
-        f"({', '.join(_GATEWAY_ERRORS)}) or legacy:024"
-    )
-
-
-def make_face(
-    x: int,
-    y: int,
-    width: int,
-    height: int,
-    *,
-    landmark: Mapping[str, Mapping[str, int]] | str | None = "auto",
-    gender: str | None = None,
-    age: str | None = None,
-    emotion: str | None = None,
-    pose: str = "frontal_face",
-    confidence: float = 0.9,
-) -> dict[str, Any]:
-    """A face entry in the service's JSON, in the upload's pixels, for scenarios.
-
-    ``landmark="auto"`` places the five points where a frontal face has them inside the box;
-    ``None`` sends ``null``. Attributes left ``None`` are sent as ``"unknown"`` with confidence 0,
-    so a test states every value it relies on.
-    """
-    if landmark == "auto":
-        landmark = frontal_landmarks(x, y, width, height)
-
-    def attr(value: str | None) -> dict[str, Any]:
-        return {"value": value or "unknown", "confidence": confidence if value else 0.0}
-
-    return {
-        "roi": {"x": x, "y": y, "width": width, "height": height},
-        "landmark": landmark,
-        "gender": attr(gender),
-        "age": attr(age),
-        "emotion": attr(emotion),
-        "pose": {"value": pose, "confidence": confidence},
-    }
-
-
-def frontal_landmarks(x: int, y: int, width: int, height: int) -> dict[str, dict[str, int]]:
-    """Where the five points of an upright frontal face sit inside its box."""
-
-    def at(fx: float, fy: float) -> dict[str, int]:
-        return {"x": round(x + fx * width), "y": round(y + fy * height)}
-
-    return {
-        "leftEye": at(0.32, 0.38),
-        "rightEye": at(0.68, 0.38),
-        "nose": at(0.5, 0.56),
-        "leftMouth": at(0.36, 0.76),
-        "rightMouth": at(0.64, 0.76),
-    }
-
-
-def make_celebrity(name: str, confidence: float = 0.9) -> dict[str, Any]:
-    """A celebrity entry in the service's JSON, for scenarios."""
-    return {"celebrity": {"value": name, "confidence": confidence}}
 
 
 @dataclass(frozen=True)
@@ -249,49 +136,6 @@ def _json(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
-_DISPOSITION_PARAM = re.compile(r'(?<![\w-])(name|filename)="((?:[^"\\]|\\.)*)"', re.IGNORECASE)
-
-
-def parse_multipart(
-    content_type: str, body: bytes
-) -> dict[str, tuple[str | None, str | None, bytes]]:
-    """``{field: (filename, part content type, data)}`` of a multipart/form-data body.
-
-    A small parser of the shapes HTTP clients send (quoted ``name``/``filename`` parameters):
-    ``email.message`` would do the same at several times the cost per request.
-    """
-    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
-        return {}
-    found = _BOUNDARY.search(content_type)
-    if found is None:
-        return {}
-    delimiter = b"--" + (found.group(1) or found.group(2)).encode("latin-1")
-    parts: dict[str, tuple[str | None, str | None, bytes]] = {}
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, sep, data = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            continue
-        headers: dict[str, str] = {}
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            name, colon, value = line.partition(":")
-            if colon:
-                headers[name.strip().lower()] = value.strip()
-        params = {
-            key.lower(): value.replace('\\"', '"')
-            for key, value in _DISPOSITION_PARAM.findall(headers.get("content-disposition", ""))
-        }
-        if "name" in params:
-            parts[params["name"]] = (
-                params.get("filename"),
-                headers.get("content-type"),
-                data.removesuffix(b"\r\n"),
-            )
-    return parts
-
-
 class Rules:
     """The emulated CFR: checks, scenarios, faults and recording. Thread-safe."""
 
@@ -305,6 +149,7 @@ class Rules:
         recognizer: Recognizer | None = None,
         record_images: bool = True,
         max_recorded: int | None = None,
+        quota: int | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -318,6 +163,11 @@ class Rules:
         self.requests: list[RecordedRequest] = []
         #: Requests handled since construction (not reset, not bounded by ``max_recorded``).
         self.handled = 0
+        #: Requests answered 200 since construction (not reset): the calls a customer pays for.
+        self.answered = 0
+        #: 200 answers since construction or the last ``reset_quota``: what the quota counts.
+        self.quota_used = 0
+        self._quota = _checked_quota(quota)
         self._ids = 0
         self._faults: list[_Reply] = []
         self._replies: list[_Reply] = []
@@ -330,6 +180,26 @@ class Rules:
     def add_reply(self, reply: _Reply, *, fault: bool) -> None:
         with self._lock:
             (self._faults if fault else self._replies).append(reply)
+
+    @property
+    def quota(self) -> int | None:
+        """The cap on 200 answers since the last ``reset_quota`` (``None``: no cap)."""
+        return self._quota
+
+    def set_quota(self, calls: int | None) -> None:
+        """Cap the 200 answers at ``calls``: later calls get the gateway's quota answer.
+
+        The count is not restarted: as on NCP, a cap lowered mid-day counts the calls already
+        answered that day (``reset_quota`` starts a new day).
+        """
+        checked = _checked_quota(calls)
+        with self._lock:
+            self._quota = checked
+
+    def reset_quota(self) -> None:
+        """A new day: the count behind the quota starts again from 0 (the cap stays)."""
+        with self._lock:
+            self.quota_used = 0
 
     def reset(self) -> None:
         """Forget recorded requests, scenarios, faults and the in-flight maximum."""
@@ -378,7 +248,7 @@ class Rules:
             multipart=bool(parts),
             received_at=time.time(),
         )
-        answer = self._answer(method, endpoint, lower, record)
+        answer = self._counted(self._answer(method, endpoint, lower, record))
         record.status = answer.status
         # Like the gateway, every answer names its request: what users quote in a ticket.
         with self._lock:
@@ -412,12 +282,33 @@ class Rules:
             or headers.get(HEADER_KEY.lower()) != self.client_secret
         ):
             return self._error(*gateway_error("200"))
+        # The gateway refuses over-quota calls before the service (or a fault) sees them.
+        if self._quota_spent():
+            return self._error(*gateway_error("400"))
         fault = self._take(self._faults, endpoint, record)
         if fault is not None and (fault.status or fault.drop):
             return Answer(fault.status, fault.body, fault.headers, fault.delay, fault.drop)
         answer = self._checked(endpoint, record)
         if fault is not None:  # a pure delay: the normal answer, late
             answer = Answer(answer.status, answer.body, answer.headers, answer.delay + fault.delay)
+        return answer
+
+    def _quota_spent(self) -> bool:
+        with self._lock:
+            return self._quota is not None and self.quota_used >= self._quota
+
+    def _counted(self, answer: Answer) -> Answer:
+        """Count a 200 against the quota, or refuse it: calls checked at the same moment may
+        all have passed ``_quota_spent``, and only ``quota`` of them may be answered.
+        """
+        if answer.status != 200 or answer.drop:
+            return answer
+        with self._lock:
+            if self._quota is not None and self.quota_used >= self._quota:
+                refused = self._error(*gateway_error("400"))
+                return Answer(refused.status, refused.body, refused.headers, answer.delay)
+            self.quota_used += 1
+            self.answered += 1
         return answer
 
     def _checked(self, endpoint: Endpoint, record: RecordedRequest) -> Answer:
@@ -507,6 +398,12 @@ class Rules:
         # What we send must be what the SDK parses: validate with the SDK's own models.
         (FaceResult if endpoint is Endpoint.FACE else CelebrityResult).model_validate(payload)
         return Answer(200, _json(payload), {"Content-Type": "application/json;charset=UTF-8"})
+
+
+def _checked_quota(calls: int | None) -> int | None:
+    if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or calls < 0):
+        raise InvalidArgumentError(f"quota is a whole number of calls >= 0 or None, got {calls!r}")
+    return calls
 
 
 def reply_body(

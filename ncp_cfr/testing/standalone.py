@@ -88,6 +88,7 @@ def serve(
     max_recorded: int | None = MAX_RECORDED,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     max_workers: int = DEFAULT_MAX_WORKERS,
+    quota: int | None = None,
 ) -> None:
     """Run the emulator on ``host:port`` in the foreground until Ctrl-C (or ``stop`` is set).
 
@@ -110,6 +111,8 @@ def serve(
         read_timeout: seconds a request may take to arrive whole, and a connection may stay
             idle, before the connection is closed.
         max_workers: requests answered at the same time (threads); more connections wait.
+        quota: answer this many calls with 200, then the gateway's quota answer (HTTP 429,
+            ``Quota Exceeded``) to every call until the server restarts (``None``: no cap).
 
     Raises:
         OSError: the port cannot be bound (in use, or not allowed).
@@ -136,6 +139,7 @@ def serve(
         max_recorded=max_recorded,
         read_timeout=read_timeout,
         max_workers=max_workers,
+        quota=quota,
     )
     stopping = stop or threading.Event()
     restore = _on_sigterm(stopping)
@@ -144,6 +148,8 @@ def serve(
         url = emulator.base_url
         shown_id = accepted_id if fake else "<as set>"
         shown_secret = accepted_secret if fake else "<as set>"
+        if quota is not None:
+            log(f"note: a quota of {quota} calls: later calls get HTTP 429 Quota Exceeded")
         log(
             f"CFR emulator (detector: {backend}) on {url}; export {ENV_BASE_URL}={url} "
             f"{ENV_CLIENT_ID}={shown_id} {ENV_CLIENT_SECRET}={shown_secret}; Ctrl-C stops it"
