@@ -442,7 +442,7 @@ def _switch_to_wal(connection: sqlite3.Connection) -> str:
             # SQLite fails this switch at once, without its busy handler, while another
             # connection holds a lock: two processes creating one new store at the same moment.
             busy = getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY" or "locked" in str(exc)
-            if True:  # TEMP
+            if not busy or time.monotonic() > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
@@ -509,4 +509,9 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
         or "malformed" in text
     ):
         return _not_a_store(path, f"it is not a readable SQLite database ({text})")
+    if name == "SQLITE_BUSY" or "locked" in text:
+        return StoreError(
+            f"the result store {path} stayed locked by another program for "
+            f"{_BUSY_TIMEOUT_S:.0f} s ({text}): close whatever holds it open, then run again"
+        )
     return StoreError(f"result store {path}: {text}")

@@ -343,15 +343,17 @@ def test_processes_write_one_store_at_once(tmp_path: Path, processes: int, count
         }
 
 
-def test_opening_a_new_store_waits_while_another_connection_reads_it(tmp_path: Path) -> None:
-    # SQLite fails the switch to WAL at once, without its busy handler, while another
-    # connection holds a lock: what two processes creating one store meet by chance.
+def test_opening_a_new_store_waits_while_another_process_switches_it_to_wal(
+    tmp_path: Path,
+) -> None:
+    # Switching a new file to WAL is a write in the old journal mode; SQLite fails a second
+    # switch meanwhile at once, without its busy handler. Two processes creating one store at the
+    # same moment meet this by chance; here a held write lock makes it certain.
     path = tmp_path / "new.db"
     path.touch()
-    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    reader.execute("BEGIN")
-    reader.execute("SELECT * FROM sqlite_master").fetchall()  # holds a shared lock
-    release = threading.Timer(0.3, lambda: reader.execute("COMMIT"))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("ROLLBACK"))
     release.start()
     try:
         with ResultStore(path) as store:
@@ -359,7 +361,7 @@ def test_opening_a_new_store_waits_while_another_connection_reads_it(tmp_path: P
             assert len(store) == 1
     finally:
         release.join()
-        reader.close()
+        other.close()
 
 
 KILLED = """

@@ -30,6 +30,10 @@ from ncp_cfr.protocol import Request
 __all__ = ["BatchStream", "Client"]
 
 
+#: Seconds an interrupted batch waits for the answers in flight, so that they are stored.
+_GRACE = 1.0
+
+
 class _Stopped(Exception):
     """A batch was abandoned (an interrupt or a failure elsewhere): send nothing more."""
 
@@ -116,11 +120,14 @@ class Client(Methods[httpx.Client]):
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (run.record(future.result()) for future in done)
         except BaseException:
-            # Ctrl-C, a bug, or the consumer stopped early: send nothing new, drop what is
-            # queued, do not wait for it.
+            # Ctrl-C, a bug, or the consumer stopped early: send nothing new and drop what is
+            # queued. Answers already on their way get a moment to arrive and be stored (a rerun
+            # then need not pay for them), not the whole timeout.
             run.halt()
             items.shutdown(wait=False, cancel_futures=True)
             calls.shutdown(wait=False, cancel_futures=True)
+            if run.store is not None and pending:
+                wait(pending, timeout=_GRACE)
             raise
         finally:
             run.close()
