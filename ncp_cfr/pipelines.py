@@ -25,7 +25,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, Union
 
-from ncp_cfr.errors import CFRError, ImageError, InvalidArgumentError
+from ncp_cfr.errors import CFRError, ImageError, InvalidArgumentError, NotAttempted
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SIDE,
@@ -223,6 +223,15 @@ def _check_analyze_options(margin: float, min_face: int, min_confidence: float) 
         raise InvalidArgumentError(f"min_confidence is between 0 and 1, got {min_confidence!r}")
 
 
+def _unless_not_sent(outcomes: list[JobOutcome]) -> None:
+    """A call its batch never sent (the batch stopped) leaves the photo unfinished, not answered
+    with a gap: the photo is then not attempted, and a rerun does it whole.
+    """
+    for outcome in outcomes:
+        if isinstance(outcome, NotAttempted):
+            raise outcome
+
+
 def _top(ranked: list[Celebrity], min_confidence: float) -> Celebrity | None:
     """The most confident name, unless it is under ``min_confidence``."""
     return ranked[0] if ranked and ranked[0].confidence >= min_confidence else None
@@ -301,6 +310,7 @@ def analyze_plan(
         owners.append(index)
 
     answers = yield jobs
+    _unless_not_sent(answers)
     for index, answer in zip(owners, answers, strict=True):
         if isinstance(answer, CFRError):
             faces[index].lookalike_error = str(answer)
@@ -440,6 +450,7 @@ def lookalike_plan(
     sides = resolve_scales(scales, pixels.width, pixels.height)
     uploads = [prepare_image(pixels, max_bytes=max_bytes, max_side=side) for side in sides]
     answers = yield [Job(Endpoint.CELEBRITY, upload) for upload in uploads]
+    _unless_not_sent(answers)
 
     per_scale: list[LookalikeScale] = []
     last_error: CFRError | None = None

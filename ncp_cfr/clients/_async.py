@@ -116,6 +116,8 @@ class AsyncBatchStream:
     def __init__(self, client: AsyncClient, work: Many[Any]) -> None:
         self._client = client
         self._work = work
+        # Bounds the inputs read and not yet handed over; the jobs' limiter bounds the calls.
+        self._window = anyio.Semaphore(work.run.window)
         self._send, self._receive = anyio.create_memory_object_stream[BatchItem[Any]](
             work.run.window
         )
@@ -154,6 +156,7 @@ class AsyncBatchStream:
         except anyio.EndOfStream:
             self._finished = True
             raise StopAsyncIteration from None
+        self._window.release()
         return self._work.run.record(item)
 
     @property
@@ -164,23 +167,19 @@ class AsyncBatchStream:
     async def _produce(self) -> None:
         work, run = self._work, self._work.run
         jobs = _Jobs(self._client, run.concurrency, run, light_finish=work.light_finish)
-        # Bounds the images read and held at once; the jobs' limiter bounds the calls.
-        window = anyio.Semaphore(run.window)
 
         async def one(index: int, source: Any, send: Any) -> None:
             async with send:
-                try:
-                    item = await jobs.drive(run.item_plan(index, source, work.plans))
-                finally:
-                    window.release()
-                await send.send(item)
+                await send.send(await jobs.drive(run.item_plan(index, source, work.plans)))
 
         async with self._send, anyio.create_task_group() as group:
             for index, source in run.sources():
+                # A slot per input until the consumer has its item: finished items waiting to
+                # be read count too, so inputs are read no further ahead than the window.
+                await self._window.acquire()
                 if run.stopped:
                     await self._send.send(run.not_attempted(index, source))
                     continue
-                await window.acquire()
                 group.start_soon(one, index, source, self._send.clone())
 
 

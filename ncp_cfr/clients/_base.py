@@ -22,7 +22,13 @@ import httpx
 
 from ncp_cfr import protocol
 from ncp_cfr._types import NOT_GIVEN, NotGiven
-from ncp_cfr.errors import APIConnectionError, CFRError, InvalidArgumentError, ServerError
+from ncp_cfr.errors import (
+    APIConnectionError,
+    CFRError,
+    InvalidArgumentError,
+    QuotaExceededError,
+    ServerError,
+)
 from ncp_cfr.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SIDE,
@@ -371,6 +377,8 @@ class ClientBase(Generic[HttpT]):
             elif isinstance(decision, Done):
                 return decision.result
             else:
+                if run is not None and isinstance(decision.error, QuotaExceededError):
+                    run.stop("quota")  # at once: the calls about to start would be refused too
                 raise decision.error
 
     def _stream_args(self, request: Request) -> dict[str, Any]:

@@ -8,6 +8,7 @@ plan, so both shells make it the same way and in a worker thread.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -97,6 +98,8 @@ class BatchRun:
         self._started = time.monotonic()
         self._hook_failed = False
         self._reported = 0  # items handed to the consumer, in the order it got them
+        self._in_progress: dict[str, threading.Event] = {}  # store keys being answered now
+        self._final: BatchSummary | None = None
         #: Set when the batch is abandoned (an interrupt, a bug): send nothing, wake sleepers.
         self.halted = threading.Event()
 
@@ -129,12 +132,16 @@ class BatchRun:
                 result = yield from plans(source)
                 return self._finish(BatchItem(index, given, result=result))
             data, key, sha = self._keyed(source)
-            known = self.store.store.get(key)
-            if known is not None and (known.ok or not self.store.retry_failed):
-                return self._finish(_remembered(index, given, known, self.store.operation))
-            result = yield from plans(data)
-            self._save(key, sha, given, result=result)
-            return self._finish(BatchItem(index, given, result=result))
+            first = self._claim(key)  # a copy of the photo already in progress is waited for
+            try:
+                known = self.store.store.get(key)
+                if known is not None and (known.ok or not self.store.retry_failed or not first):
+                    return self._finish(_remembered(index, given, known, self.store.operation))
+                result = yield from plans(data)
+                self._save(key, sha, given, result=result)
+                return self._finish(BatchItem(index, given, result=result))
+            finally:
+                self._release(key, first)
         except NotAttempted as error:
             return self._finish(BatchItem(index, given, error=error))
         except CFRError as error:
@@ -176,8 +183,15 @@ class BatchRun:
 
     @property
     def summary(self) -> BatchSummary:
-        """The counts so far (final once the batch is over)."""
-        return self._counters.summary
+        """The counts so far; once the batch is closed, its final counts (calls abandoned in
+        flight that end later do not change them).
+        """
+        return self._final if self._final is not None else self._counters.summary
+
+    def stop(self, reason: str) -> None:
+        """Send nothing new (``reason``: ``"quota"``); calls in flight finish."""
+        with self._counters.lock:
+            self._counters.summary.stopped = self._counters.summary.stopped or reason
 
     def halt(self) -> None:
         """Abandon the batch: send nothing more; the rest is not attempted."""
@@ -188,6 +202,8 @@ class BatchRun:
     def close(self) -> None:
         """End the batch: the elapsed time, the progress bar closed."""
         self._counters.summary.elapsed = time.monotonic() - self._started
+        with self._counters.lock:
+            self._final = dataclasses.replace(self._counters.summary)
         try:
             self._close()
         finally:
@@ -217,6 +233,24 @@ class BatchRun:
             else:
                 summary.answered += 1
         return item
+
+    def _claim(self, key: str) -> bool:
+        """Take ``key`` for this item; if another item of the batch has it (a copy of the same
+        photo), wait until that one is done. Whether this item is the first with the key.
+        """
+        with self._counters.lock:
+            busy = self._in_progress.get(key)
+            if busy is None:
+                self._in_progress[key] = threading.Event()
+                return True
+        busy.wait()
+        return False
+
+    def _release(self, key: str, first: bool) -> None:
+        if first:
+            with self._counters.lock:
+                done = self._in_progress.pop(key)
+            done.set()
 
     def _not_attempted_error(self) -> NotAttempted:
         reason = {
