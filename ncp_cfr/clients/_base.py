@@ -1,10 +1,9 @@
-"""Everything the two clients share that is not I/O.
+"""Everything the two clients share that is not I/O, below their methods.
 
-Settings and options, the plans each public method runs, one call's exchange of attempts as a
-generator of actions, the bookkeeping of a batch, and the reading of an HTTP answer. The sync and
-async shells ([`_sync`][ncp_cfr.clients._sync], [`_async`][ncp_cfr.clients._async]) take what
-this module decides and only send, sleep and wait, each in its own way; a change of behaviour is
-made here, once.
+Settings and options (`ClientBase`), the clock they sleep on, one call's attempts as a generator
+of actions (``_exchange``: what to send, how long to wait), and the reading of an HTTP answer.
+The sync and async shells take what this decides and only send, sleep and wait, each in its own
+way; a change of behaviour is made here, once.
 """
 
 from __future__ import annotations

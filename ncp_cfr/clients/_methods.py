@@ -8,7 +8,6 @@ coroutine. A method's parameters, defaults, checks and documentation exist once.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import types
@@ -20,14 +19,13 @@ from ncp_cfr.batches import BatchItem
 from ncp_cfr.clients._base import (
     DEFAULT_BATCH_CONCURRENCY,
     DEFAULT_FAN_OUT,
-    ClientBase,
     HttpT,
     ImageInput,
     Progress,
     check_concurrency,
 )
 from ncp_cfr.clients._batches import BatchRun, StoreOptions
-from ncp_cfr.errors import InvalidArgumentError
+from ncp_cfr.clients._plans import Plans
 from ncp_cfr.images import ChannelOrder
 from ncp_cfr.models import Analysis, CelebrityResult, FaceResult, Lookalike
 from ncp_cfr.pipelines import (
@@ -36,11 +34,7 @@ from ncp_cfr.pipelines import (
     DEFAULT_MIN_FACE,
     DEFAULT_SCALES,
     Plan,
-    analyze_plan,
-    call_plan,
-    lookalike_plan,
 )
-from ncp_cfr.protocol import Endpoint
 from ncp_cfr.store import ResultStore
 
 T = TypeVar("T")
@@ -148,77 +142,8 @@ class streaming(Generic[P]):
         return types.MethodType(self._call, client)
 
 
-class Methods(ClientBase[HttpT]):
+class Methods(Plans[HttpT]):
     """The public methods' signatures, documentation, checks and plans, for both shells."""
-
-    # -- plans: what each public method runs, with this client's upload options -----------------
-    #
-    # Each returns a plan factory (image -> plan): one image for the single methods, every input
-    # of a batch for the ``*_many`` ones. A plan does nothing until first advanced, so images are
-    # read and encoded where the shell advances it (the async one: in a worker thread).
-
-    def _face_plans(self, channel_order: ChannelOrder) -> Callable[[ImageInput], Plan[FaceResult]]:
-        max_bytes, max_side = self._max_bytes, self._max_side
-
-        def plan(image: ImageInput) -> Plan[FaceResult]:
-            result = yield from call_plan(
-                Endpoint.FACE,
-                image,
-                channel_order=channel_order,
-                max_bytes=max_bytes,
-                max_side=max_side,
-            )
-            assert isinstance(result, FaceResult)
-            return result
-
-        return plan
-
-    def _celebrity_plans(
-        self, channel_order: ChannelOrder
-    ) -> Callable[[ImageInput], Plan[CelebrityResult]]:
-        max_bytes, max_side = self._max_bytes, self._max_side
-
-        def plan(image: ImageInput) -> Plan[CelebrityResult]:
-            result = yield from call_plan(
-                Endpoint.CELEBRITY,
-                image,
-                channel_order=channel_order,
-                max_bytes=max_bytes,
-                max_side=max_side,
-            )
-            assert isinstance(result, CelebrityResult)
-            return result
-
-        return plan
-
-    def _analyze_plans(
-        self, channel_order: ChannelOrder, margin: float, min_face: int, min_confidence: float
-    ) -> Callable[[ImageInput], Plan[Analysis]]:
-        return functools.partial(
-            analyze_plan,
-            channel_order=channel_order,
-            margin=margin,
-            min_face=min_face,
-            min_confidence=min_confidence,
-            max_bytes=self._max_bytes,
-            max_side=self._max_side,
-        )
-
-    def _lookalike_plans(
-        self,
-        channel_order: ChannelOrder,
-        scales: Sequence[float],
-        min_confidence: float,
-        match_confidence: float,
-    ) -> Callable[[ImageInput], Plan[Lookalike]]:
-        return functools.partial(
-            lookalike_plan,
-            channel_order=channel_order,
-            scales=scales,
-            min_confidence=min_confidence,
-            match_confidence=match_confidence,
-            max_bytes=self._max_bytes,
-        )
 
     # -- the public methods (turned into Client's and AsyncClient's by the shells) -------------
 
@@ -530,57 +455,3 @@ class Methods(ClientBase[HttpT]):
             owned_store=opened,
         )
         return Many(run, plans, light_finish=store is None and operation in ("face", "celebrity"))
-
-    def _operation(
-        self,
-        operation: str,
-        channel_order: ChannelOrder,
-        margin: float,
-        min_face: int,
-        min_confidence: float,
-        scales: Sequence[float],
-        match_confidence: float,
-    ) -> tuple[Callable[[ImageInput], Plan[Any]], dict[str, object]]:
-        """The plans of ``operation`` and the options that change its answer (the store key)."""
-        upload: dict[str, object] = {
-            "channel_order": channel_order,
-            "max_bytes": self._max_bytes,
-            "max_side": self._max_side,
-        }
-        given = {
-            "margin": margin != DEFAULT_MARGIN,
-            "min_face": min_face != DEFAULT_MIN_FACE,
-            "scales": tuple(scales) != tuple(DEFAULT_SCALES),
-            "match_confidence": match_confidence != DEFAULT_MATCH_CONFIDENCE,
-            "min_confidence": min_confidence != 0.0,
-        }
-        own = {
-            "face": set(),
-            "celebrity": set(),
-            "analyze": {"margin", "min_face", "min_confidence"},
-            "lookalike": {"scales", "min_confidence", "match_confidence"},
-        }
-        if operation not in own:
-            raise InvalidArgumentError(
-                f"operation is 'face', 'celebrity', 'analyze' or 'lookalike', got {operation!r}"
-            )
-        foreign = sorted(n for n, changed in given.items() if changed and n not in own[operation])
-        if foreign:
-            raise InvalidArgumentError(
-                f"{', '.join(foreign)} do(es) not apply to {operation!r}: leave them out"
-            )
-        if operation == "face":
-            return self._face_plans(channel_order), upload
-        if operation == "celebrity":
-            return self._celebrity_plans(channel_order), upload
-        if operation == "analyze":
-            options = {**upload, "margin": margin, "min_face": min_face}
-            options["min_confidence"] = min_confidence
-            return self._analyze_plans(channel_order, margin, min_face, min_confidence), options
-        options = {"channel_order": channel_order, "max_bytes": self._max_bytes}
-        options.update(
-            scales=list(scales), min_confidence=min_confidence, match_confidence=match_confidence
-        )
-        return self._lookalike_plans(
-            channel_order, scales, min_confidence, match_confidence
-        ), options
