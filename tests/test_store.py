@@ -422,3 +422,14 @@ def test_threads_share_one_store(tmp_path: Path) -> None:
         assert errors == []
         assert len(store) == 800
         assert len(list(store.results())) == 800
+
+
+def test_a_files_hash_is_remembered_while_its_size_and_time_stay(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "files.db") as store:
+        assert store.file_hash("/photos/a.jpg", 10, 123) is None
+        store.remember_file_hash("/photos/a.jpg", 10, 123, "ab" * 32)
+        assert store.file_hash("/photos/a.jpg", 10, 123) == "ab" * 32
+        assert store.file_hash("/photos/a.jpg", 11, 123) is None  # rewritten: read it again
+        assert store.file_hash("/photos/a.jpg", 10, 124) is None
+        store.remember_file_hash("/photos/a.jpg", 11, 124, "cd" * 32)
+        assert store.file_hash("/photos/a.jpg", 11, 124) == "cd" * 32

@@ -534,3 +534,38 @@ def test_max_calls_spends_that_many_then_stops(face_emu: Emulator, kind: str) ->
     assert errors_by_type(items) == {"NotAttempted": 7}
     assert summary.stopped == "max_calls"
     assert (summary.calls, summary.answered, summary.not_attempted) == (3, 3, 7)
+
+
+def test_a_rerun_does_not_read_unchanged_files_and_reads_a_changed_one(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ncp_cfr.clients import _batches
+
+    emu.reply("face", faces=[make_face(10, 10, 60, 60)], times=None)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    paths = []
+    for i in range(4):
+        path = folder / f"p{i}.jpg"
+        Image.new("RGB", (120, 100), (i * 40, 90, 60)).save(path, "JPEG")
+        paths.append(path)
+    store = tmp_path / "library.db"
+    with emu.client() as client:
+        with client.stream("face", paths, store=store) as results:
+            assert all(item.ok for item in results)
+        read: list[object] = []
+        real = _batches.content_of
+
+        def counting(source: object) -> object:
+            read.append(source)
+            return real(source)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(_batches, "content_of", counting)
+        with client.stream("face", paths, store=store) as results:
+            assert all(item.from_store for item in results)
+        assert read == []  # answered from the store without reading a file
+        Image.new("RGB", (120, 100), "white").save(paths[2], "JPEG")  # the photo changed
+        with client.stream("face", paths, store=store) as results:
+            items = sorted(results, key=lambda item: item.index)
+        assert [item.from_store for item in items] == [True, True, False, True]
+        assert len(read) == 1

@@ -260,12 +260,30 @@ class BatchRun:
         return NotAttempted(f"not sent: {reason}; run the same batch again to resume")
 
     def _keyed(self, source: ImageInput) -> tuple[ImageInput, str, str]:
+        """What to send for ``source`` (its bytes once read), its store key and content hash.
+
+        A file the store has hashed before, unchanged since (same size and modification time),
+        is not read here: on a stored answer it is not read at all.
+        """
         assert self.store is not None
-        data: ImageInput
+        store, data = self.store.store, source
+        sha: str | None
         if isinstance(source, PreparedImage):
-            data, sha = source, _hash_prepared(source)
+            sha = _hash_prepared(source)
+        elif isinstance(source, (str, os.PathLike)):
+            path = os.path.abspath(source)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                stat = None  # content_of says why, in its own words
+            sha = None if stat is None else store.file_hash(path, stat.st_size, stat.st_mtime_ns)
+            if sha is None:
+                data, sha = content_of(source)
+                if stat is not None:
+                    store.remember_file_hash(path, stat.st_size, stat.st_mtime_ns, sha)
         else:
             data, sha = content_of(source)
+        assert sha is not None
         options = self.store
         key = request_key(sha, options.operation, options.options, options.base_url)
         return data, key, sha
