@@ -188,6 +188,7 @@ def run_emulator(args: argparse.Namespace) -> int:
         detector=None if args.detector == "none" else args.detector,
         gallery=gallery or None,
         latency=args.latency,
+        quota=args.quota,
     )
     return EXIT_OK
 

@@ -285,6 +285,13 @@ def _add_emulator(commands: _Commands) -> None:
         help="a celebrity for the celebrity endpoint (repeatable)",
     )
     sub.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
+    sub.add_argument(
+        "--quota",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="answer N calls, then the gateway's quota answer (HTTP 429, code 400) to every call",
+    )
     sub.set_defaults(run=run_emulator)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
-from ncp_cfr.batches import BatchItem
+from ncp_cfr.batches import Batch, BatchItem
 from ncp_cfr.clients._base import (
     DEFAULT_BATCH_CONCURRENCY,
     DEFAULT_FAN_OUT,
@@ -277,7 +277,7 @@ class Methods(Plans[HttpT]):
         rate_limit: float | None = None,
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
-    ) -> Many[list[BatchItem[FaceResult]]]:
+    ) -> Many[Batch[FaceResult]]:
         """[`detect_faces`][ncp_cfr.Client.detect_faces] for many images, concurrently; one failure
         never stops the rest.
 
@@ -293,7 +293,8 @@ class Methods(Plans[HttpT]):
         Returns:
             One [`BatchItem`][ncp_cfr.BatchItem] per image, in input order: ``.result``, or
             ``.error`` (a [`CFRError`][ncp_cfr.CFRError]; an unreadable input is an ``ImageError``).
-            The list is a [`Batch`][ncp_cfr.Batch], a `list` that Jupyter shows as a table.
+            The list is a [`Batch`][ncp_cfr.Batch], a `list` that Jupyter shows as a table, with
+            the batch's [`summary`][ncp_cfr.BatchSummary].
 
         Raises:
             CFRError: a bad argument. Exceptions other than ``CFRError`` (and
@@ -312,7 +313,7 @@ class Methods(Plans[HttpT]):
         rate_limit: float | None = None,
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
-    ) -> Many[list[BatchItem[CelebrityResult]]]:
+    ) -> Many[Batch[CelebrityResult]]:
         """[`recognize_celebrities`][ncp_cfr.Client.recognize_celebrities] for many images; see
         [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
         """
@@ -331,7 +332,7 @@ class Methods(Plans[HttpT]):
         rate_limit: float | None = None,
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
-    ) -> Many[list[BatchItem[Analysis]]]:
+    ) -> Many[Batch[Analysis]]:
         """[`analyze`][ncp_cfr.Client.analyze] for many images; see
         [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
 
@@ -354,7 +355,7 @@ class Methods(Plans[HttpT]):
         rate_limit: float | None = None,
         progress: Progress = False,
         channel_order: ChannelOrder = "rgb",
-    ) -> Many[list[BatchItem[Lookalike]]]:
+    ) -> Many[Batch[Lookalike]]:
         """[`find_lookalike`][ncp_cfr.Client.find_lookalike] for many images; see
         [`detect_faces_many`][ncp_cfr.Client.detect_faces_many].
 
