@@ -393,3 +393,41 @@ def test_a_batch_ends_with_its_summary_on_stderr(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert SUMMARY.match(last)
     assert f"{len(photos)} photos: {len(photos)} answered, 0 from the store" in last
+
+
+def test_lookalike_remembers_its_votes_in_the_store(
+    env: Emulator, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.reply("celebrity", faces=[make_celebrity("이다희", 0.7)], times=None)
+    store = tmp_path / "library.db"
+    argv = ["lookalike", *map(str, photos), "--scales", "200,400", "--store", str(store)]
+    assert main([*argv, "--jsonl"]) == EXIT_OK
+    paid = env.calls("celebrity")
+    assert paid == 2 * len(photos)
+    capsys.readouterr()
+    assert main([*argv, "--jsonl"]) == EXIT_OK  # the rerun: every vote from the store
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(
+        r["from_store"] and "이다희" in json.dumps(r["result"], ensure_ascii=False) for r in records
+    )
+    assert env.calls("celebrity") == paid
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        Image.new("RGB", (120, 100), (i * 6, 80, 80)).save(folder / f"p{i:02d}.jpg")
+    command = [sys.executable, "-m", "ncp_cfr", "face", str(folder), "--emulator"]
+    child = subprocess.Popen(
+        [*command, "--detector", "none", "--jsonl", "--concurrency", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    json.loads(child.stdout.readline())  # like `| head -1`: one line, then the pipe is closed
+    child.stdout.close()
+    err = child.stderr.read()
+    assert child.wait(timeout=60) == 141  # the shell's code for a closed pipe
+    assert "Traceback" not in err and "BrokenPipeError" not in err

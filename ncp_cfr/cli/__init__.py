@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from ncp_cfr.cli._exits import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -85,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CFRError as error:
         print(f"ncp-cfr: error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`ncp-cfr face ... | head`): nothing to report to it. Quiet, with
+        # the shell's code for a closed pipe; the store, if any, resumes on the next run.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as error:
         # The machine, not the service: a port in use, a folder that cannot be written.
         print(f"ncp-cfr: error: {type(error).__name__}: {error}", file=sys.stderr)

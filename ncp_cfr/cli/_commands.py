@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ncp_cfr import protocol
+from ncp_cfr.batches import BatchSummary
 from ncp_cfr.cli._client import DEMO_IMAGE, has_credentials, open_client, show_progress
 from ncp_cfr.cli._exits import EXIT_OK, EXIT_STOPPED, UsageError
 from ncp_cfr.cli._output import Output, draw_overlay, summary
@@ -88,8 +89,14 @@ def run_batch(args: argparse.Namespace) -> int:
                     item.from_store,
                     item.index,
                 )
+    return finish(output, stream.summary, args)
+
+
+def finish(output: Output, done: BatchSummary, args: argparse.Namespace) -> int:
+    """The end of a run over many photos: the output closed, the summary on stderr, and the exit
+    code (4 when the run stopped before every photo was sent).
+    """
     code = output.close()
-    done = stream.summary
     print(f"ncp-cfr: {done}", file=sys.stderr)
     if done.stopped is None:
         return code
@@ -148,23 +155,37 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_lookalike(args: argparse.Namespace) -> int:
-    """``lookalike``: the celebrity endpoint at several sizes per file, one file at a time."""
+    """``lookalike``: the celebrity endpoint at several sizes per file, each reported as it ends."""
     from ncp_cfr.display import lookalike_table
 
     paths = expand_inputs(args.inputs)
     output = Output(args.format, sys.stdout, sys.stderr)
+    options = {"scales": args.scales} if args.scales else {}
     with open_client(args, emulator=args.emulator) as client:
-        for path in paths:
-            try:
-                options = {"scales": args.scales} if args.scales else {}
-                found = client.find_lookalike(
-                    path, match_confidence=args.match_confidence, **options
+        stream = client.stream(
+            "lookalike",
+            paths,
+            concurrency=args.concurrency,
+            rate_limit=args.rate_limit,
+            progress=show_progress(args, len(paths)),
+            store=args.store,
+            max_calls=args.max_calls,
+            retry_failed=args.retry_failed,
+            match_confidence=args.match_confidence,
+            **options,
+        )
+        with stream:
+            for item in stream:
+                output.item(
+                    str(paths[item.index]),
+                    item.result,
+                    item.error,
+                    lookalike_table,
+                    None,
+                    item.from_store,
+                    item.index,
                 )
-            except CFRError as error:
-                output.item(str(path), None, error, lookalike_table)
-            else:
-                output.item(str(path), found, None, lookalike_table)
-    return output.close()
+    return finish(output, stream.summary, args)
 
 
 # -- emulator -------------------------------------------------------------------------------------

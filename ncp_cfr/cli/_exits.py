@@ -13,6 +13,8 @@ EXIT_PARTIAL = 3
 #: Stopped before every photo was sent: the service's quota is spent, or ``--max-calls`` calls
 #: were. Running the same command again resumes (with ``--store``, nothing is paid twice).
 EXIT_STOPPED = 4
+#: The shell's code for a run whose output was closed by its reader (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
 #: The shell's code for a run stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 

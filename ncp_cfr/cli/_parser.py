@@ -173,24 +173,24 @@ def _add_batch_commands(commands: _Commands) -> None:
             help="write an overlay per photo here (DIR/NAME.cfr.jpg; each path is "
             "printed as 'overlay: PATH', on stderr with --json/--jsonl)",
         )
-        sub.add_argument(
-            "--concurrency",
-            type=positive_int,
-            default=4,
-            help="requests at once (default %(default)s)",
-        )
-        sub.add_argument(
-            "--rate-limit",
-            type=positive_float,
-            default=None,
-            metavar="PER_SECOND",
-            help="at most this many requests per second",
-        )
         _add_library_options(sub)
         sub.set_defaults(run=run_batch)
 
 
 def _add_library_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=4,
+        help="requests at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=positive_float,
+        default=None,
+        metavar="PER_SECOND",
+        help="at most this many requests per second",
+    )
     group = parser.add_argument_group("photo libraries")
     group.add_argument(
         "--store",
@@ -262,6 +262,7 @@ def _add_lookalike(commands: _Commands) -> None:
     )
     _add_client_options(sub)
     _add_output_options(sub)
+    _add_library_options(sub)
     sub.set_defaults(run=run_lookalike)
 
 

@@ -25,6 +25,7 @@ from ncp_cfr.errors import (
     APIConnectionError,
     CFRError,
     InvalidArgumentError,
+    NotAttempted,
     QuotaExceededError,
     ServerError,
 )
@@ -365,6 +366,10 @@ class ClientBase(Generic[HttpT]):
                     if delay > 0:
                         yield Sleep(delay)
             reply = yield Send(call.request())
+            if run is not None and run.halted.is_set():
+                # The batch was abandoned while this call was out: whatever came back (often
+                # the error of a pool being closed) is nobody's to retry or to log.
+                raise NotAttempted("not finished: the batch was interrupted")
             if isinstance(reply, CFRError):
                 decision = call.on_transport_error(reply)
             else:
