@@ -569,3 +569,29 @@ def test_a_rerun_does_not_read_unchanged_files_and_reads_a_changed_one(
             items = sorted(results, key=lambda item: item.index)
         assert [item.from_store for item in items] == [True, True, False, True]
         assert len(read) == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_error_of_the_callers_own_iterable_reaches_the_caller_unwrapped(
+    emu: Emulator, tmp_path: Path, kind: str
+) -> None:
+    emu.reply("face", faces=[make_face(10, 10, 60, 60)], times=None)
+    path = tmp_path / "p.jpg"
+    Image.new("RGB", (120, 100), "gray").save(path)
+
+    def photos() -> Iterator[Path]:
+        yield path
+        raise ValueError("the caller's generator broke")
+
+    with pytest.raises(ValueError, match="generator broke"):
+        if kind == "sync":
+            with emu.client() as client, client.stream("face", photos()) as results:
+                list(results)
+        else:
+
+            async def main() -> None:
+                async with emu.async_client() as client, client.stream("face", photos()) as s:
+                    async for _ in s:
+                        pass
+
+            anyio.run(main)

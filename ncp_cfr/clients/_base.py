@@ -175,11 +175,17 @@ def progress_hook(
 def reraise_single(error: Exception) -> NoReturn:
     """Raise a task group's only error unwrapped; any other error as it is."""
     # A task group wraps a task's exception in an ExceptionGroup (a builtin only since 3.11,
-    # hence no isinstance): a single error reads better unwrapped.
-    inner = getattr(error, "exceptions", None)
-    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], Exception):
-        raise inner[0] from None
-    raise error
+    # hence no isinstance), and nested groups wrap it again: a single error reads better
+    # unwrapped, whatever its depth.
+    found: Exception = error
+    while True:
+        inner = getattr(found, "exceptions", None)
+        if not (isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], Exception)):
+            break
+        found = inner[0]
+    if found is error:
+        raise error
+    raise found from None
 
 
 # --- reading an HTTP answer ---------------------------------------------------------------------
