@@ -177,7 +177,9 @@ def test_a_multipart_post_gets_a_200_json_answer(server: LoopbackServer) -> None
         "info": {"size": {"width": 120, "height": 100}, "faceCount": 0},
         "faces": [],
     }
-    assert server.threads == 1
+    # Workers start with the first request; how many the pool started for one request depends
+    # on timing (the connection goes back to the selector between its requests).
+    assert 1 <= server.threads <= 2
     [recorded] = server._server.rules.requests
     assert recorded.image_bytes == image and recorded.filename == "a.jpg"
 
