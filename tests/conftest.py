@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -156,3 +157,21 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     clock = FakeClock()
     monkeypatch.setattr(ClientBase, "_clock", clock)
     return clock
+
+
+def noise_jpeg(seed: int, size: tuple[int, int] = (80, 64)) -> bytes:
+    """A small JPEG of noise: distinct bytes for every seed."""
+    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    buf = io.BytesIO()
+    Image.frombytes("RGB", size, pixels).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def write_photos(folder: Path, count: int, first_seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"photo{first_seed + i:03d}.jpg"
+        path.write_bytes(noise_jpeg(first_seed + i))
+        paths.append(path)
+    return paths

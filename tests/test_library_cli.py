@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
-import random
 import re
 import signal
 import sqlite3
@@ -28,31 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from ncp_cfr.store import ResultStore
 from ncp_cfr.testing import Emulator, make_face
 
+from .conftest import noise_jpeg, write_photos
+
 FACE = make_face(10, 10, 40, 40, gender="female")
 TIMEOUT = 120  # seconds any one command may take before the test gives up on it
-
-
-def noise_jpeg(seed: int, size: tuple[int, int] = (80, 64)) -> bytes:
-    """A small JPEG of noise: distinct bytes for every seed."""
-    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
-    buf = io.BytesIO()
-    Image.frombytes("RGB", size, pixels).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
-
-def write_photos(folder: Path, count: int, first_seed: int = 0) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"photo{first_seed + i:03d}.jpg"
-        path.write_bytes(noise_jpeg(first_seed + i))
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture

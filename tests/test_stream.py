@@ -7,8 +7,6 @@ stop at the quota and at ``max_calls``, an early ``break``, and the summary.
 
 from __future__ import annotations
 
-import io
-import random
 import threading
 import time
 from collections import Counter
@@ -33,26 +31,10 @@ from ncp_cfr import (
 from ncp_cfr.testing import Emulator, cfr_error, make_face
 from ncp_cfr.testing.standalone import serve
 
+from .conftest import noise_jpeg, write_photos
+
 FACE = make_face(10, 10, 40, 40, gender="female")
 KINDS = ["sync", "async"]
-
-
-def noise_jpeg(seed: int, size: tuple[int, int] = (80, 64)) -> bytes:
-    """A small JPEG of noise: distinct bytes for every seed."""
-    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
-    buf = io.BytesIO()
-    Image.frombytes("RGB", size, pixels).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
-
-def write_photos(folder: Path, count: int, first_seed: int = 0) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"photo{first_seed + i:03d}.jpg"
-        path.write_bytes(noise_jpeg(first_seed + i))
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture

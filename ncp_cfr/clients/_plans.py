@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ncp_cfr.clients._base import ClientBase, HttpT, ImageInput
 from ncp_cfr.errors import InvalidArgumentError
@@ -28,6 +28,8 @@ from ncp_cfr.pipelines import (
 )
 from ncp_cfr.protocol import Endpoint
 
+ResultT = TypeVar("ResultT", FaceResult, CelebrityResult)
+
 
 class Plans(ClientBase[HttpT]):
     """Plan factories of both clients, fed with the client's upload options."""
@@ -38,35 +40,27 @@ class Plans(ClientBase[HttpT]):
     # read and encoded where the shell advances it (the async one: in a worker thread).
 
     def _face_plans(self, channel_order: ChannelOrder) -> Callable[[ImageInput], Plan[FaceResult]]:
-        max_bytes, max_side = self._max_bytes, self._max_side
-
-        def plan(image: ImageInput) -> Plan[FaceResult]:
-            result = yield from call_plan(
-                Endpoint.FACE,
-                image,
-                channel_order=channel_order,
-                max_bytes=max_bytes,
-                max_side=max_side,
-            )
-            assert isinstance(result, FaceResult)
-            return result
-
-        return plan
+        return self._call_plans(Endpoint.FACE, FaceResult, channel_order)
 
     def _celebrity_plans(
         self, channel_order: ChannelOrder
     ) -> Callable[[ImageInput], Plan[CelebrityResult]]:
+        return self._call_plans(Endpoint.CELEBRITY, CelebrityResult, channel_order)
+
+    def _call_plans(
+        self, endpoint: Endpoint, kind: type[ResultT], channel_order: ChannelOrder
+    ) -> Callable[[ImageInput], Plan[ResultT]]:
         max_bytes, max_side = self._max_bytes, self._max_side
 
-        def plan(image: ImageInput) -> Plan[CelebrityResult]:
+        def plan(image: ImageInput) -> Plan[ResultT]:
             result = yield from call_plan(
-                Endpoint.CELEBRITY,
+                endpoint,
                 image,
                 channel_order=channel_order,
                 max_bytes=max_bytes,
                 max_side=max_side,
             )
-            assert isinstance(result, CelebrityResult)
+            assert isinstance(result, kind)
             return result
 
         return plan

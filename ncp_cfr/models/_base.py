@@ -66,18 +66,22 @@ def _keys(cls: type[BaseModel]) -> dict[str, str]:
     return keys
 
 
-class GenderValue(str, Enum):
+class _OpenEnum(str, Enum):
+    """A known value of an open set: equal to its string, and printed as it."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class GenderValue(_OpenEnum):
     """Known ``gender.value`` strings. ``child`` is seen in third-party label maps only."""
 
     MALE = "male"
     FEMALE = "female"
     CHILD = "child"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EmotionValue(str, Enum):
+class EmotionValue(_OpenEnum):
     """Known ``emotion.value`` strings (the reference misspells ``smile`` as ``smlie``)."""
 
     ANGRY = "angry"
@@ -90,11 +94,8 @@ class EmotionValue(str, Enum):
     SMILE = "smile"
     TALKING = "talking"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class PoseValue(str, Enum):
+class PoseValue(_OpenEnum):
     """Known ``pose.value`` strings."""
 
     PART_FACE = "part_face"
@@ -104,6 +105,3 @@ class PoseValue(str, Enum):
     LEFT_FACE = "left_face"
     RIGHT_FACE = "right_face"
     ROTATE_FACE = "rotate_face"
-
-    def __str__(self) -> str:
-        return self.value
