@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from ncp_cfr import protocol
 from ncp_cfr.batches import BatchSummary
@@ -59,16 +60,7 @@ def run_batch(args: argparse.Namespace) -> int:
     output = Output(args.format, sys.stdout, sys.stderr)
     taken: set[Path] = set()
     with open_client(args, emulator=args.emulator) as client:
-        stream = client.stream(
-            args.command,
-            paths,
-            concurrency=args.concurrency,
-            rate_limit=args.rate_limit,
-            progress=show_progress(args, len(paths)),
-            store=args.store,
-            max_calls=args.max_calls,
-            retry_failed=args.retry_failed,
-        )
+        stream = open_stream(client, args, args.command, paths)
         with stream:
             for item in stream:
                 path = paths[item.index]
@@ -90,6 +82,23 @@ def run_batch(args: argparse.Namespace) -> int:
                     item.index,
                 )
     return finish(output, stream.summary, args)
+
+
+def open_stream(
+    client: Any, args: argparse.Namespace, operation: str, paths: list[Path], **options: Any
+) -> Any:
+    """The client's stream of ``operation`` over ``paths``, with the library options given."""
+    return client.stream(
+        operation,
+        paths,
+        concurrency=args.concurrency,
+        rate_limit=args.rate_limit,
+        progress=show_progress(args, len(paths)),
+        store=args.store,
+        max_calls=args.max_calls,
+        retry_failed=args.retry_failed,
+        **options,
+    )
 
 
 def finish(output: Output, done: BatchSummary, args: argparse.Namespace) -> int:
@@ -162,17 +171,8 @@ def run_lookalike(args: argparse.Namespace) -> int:
     output = Output(args.format, sys.stdout, sys.stderr)
     options = {"scales": args.scales} if args.scales else {}
     with open_client(args, emulator=args.emulator) as client:
-        stream = client.stream(
-            "lookalike",
-            paths,
-            concurrency=args.concurrency,
-            rate_limit=args.rate_limit,
-            progress=show_progress(args, len(paths)),
-            store=args.store,
-            max_calls=args.max_calls,
-            retry_failed=args.retry_failed,
-            match_confidence=args.match_confidence,
-            **options,
+        stream = open_stream(
+            client, args, "lookalike", paths, match_confidence=args.match_confidence, **options
         )
         with stream:
             for item in stream:

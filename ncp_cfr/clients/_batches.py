@@ -289,44 +289,55 @@ class BatchRun:
         return data, key, sha
 
     def _save(self, key: str, sha: str, given: object, *, result: Any) -> None:
-        assert self.store is not None
         raw = getattr(result, "raw", None)
-        self.store.store.put(
-            StoredResult(
-                key=key,
-                sha256=sha,
-                operation=self.store.operation,
-                source=given if isinstance(given, str) else "",
-                ok=True,
-                result_json=result.model_dump_json(by_alias=True),
-                raw_json=None if raw is None else _json(raw),
-                request_id=getattr(result, "request_id", None),
-                error_type=None,
-                error_message=None,
-                calls=1,
-                stored_at=time.time(),
-            )
+        self._remember(
+            key,
+            sha,
+            given,
+            result_json=result.model_dump_json(by_alias=True),
+            raw_json=None if raw is None else _json(raw),
+            request_id=getattr(result, "request_id", None),
         )
 
     def _save_failure(self, source: ImageInput, given: object, error: CFRError) -> None:
-        assert self.store is not None
         try:
             _, key, sha = self._keyed(source)
         except CFRError:
             return  # unreadable: no content to key it by, so nothing to remember
+        self._remember(
+            key,
+            sha,
+            given,
+            request_id=getattr(error, "request_id", None),
+            error=error,
+        )
+
+    def _remember(
+        self,
+        key: str,
+        sha: str,
+        given: object,
+        *,
+        result_json: str | None = None,
+        raw_json: str | None = None,
+        request_id: str | None = None,
+        error: CFRError | None = None,
+    ) -> None:
+        """Store one photo's outcome: its answer, or the permanent failure it ended with."""
+        assert self.store is not None
         self.store.store.put(
             StoredResult(
                 key=key,
                 sha256=sha,
                 operation=self.store.operation,
                 source=given if isinstance(given, str) else "",
-                ok=False,
-                result_json=None,
-                raw_json=None,
-                request_id=getattr(error, "request_id", None),
-                error_type=type(error).__name__,
-                error_message=str(error),
-                calls=0,
+                ok=error is None,
+                result_json=result_json,
+                raw_json=raw_json,
+                request_id=request_id,
+                error_type=None if error is None else type(error).__name__,
+                error_message=None if error is None else str(error),
+                calls=0 if error is not None else 1,
                 stored_at=time.time(),
             )
         )
