@@ -289,13 +289,12 @@ class BatchRun:
         return data, key, sha
 
     def _save(self, key: str, sha: str, given: object, *, result: Any) -> None:
-        raw = getattr(result, "raw", None)
         self._remember(
             key,
             sha,
             given,
             result_json=result.model_dump_json(by_alias=True),
-            raw_json=None if raw is None else _json(raw),
+            raw_json=_raw_json(result),
             request_id=getattr(result, "request_id", None),
         )
 
@@ -353,10 +352,19 @@ def _hash_prepared(prepared: PreparedImage) -> str:
     return hashlib.sha256(prepared.data).hexdigest()
 
 
-def _json(value: object) -> str:
+def _raw_json(result: Any) -> str | None:
+    """The service's answer as received: its own bytes when the result still has them (not
+    parsed only to be written out again), else the parsed answer (``analyze``'s), else none.
+    """
+    body = getattr(result, "_raw_body", None)
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace")
+    raw = getattr(result, "raw", None)
+    if raw is None:
+        return None
     import json
 
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
 
 
 def _remembered(index: int, given: object, known: StoredResult, operation: str) -> BatchItem[Any]:
