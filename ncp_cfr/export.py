@@ -49,7 +49,7 @@ from ncp_cfr.models import (
 if TYPE_CHECKING:
     from ncp_cfr.store import StoredResult
 
-__all__ = ["COLUMNS", "Format", "rows", "write"]
+__all__ = ["COLUMNS", "Format", "arrow_schema", "outcome_rows", "rows", "write"]
 
 #: The formats [`write`][ncp_cfr.export.write] writes.
 Format = Literal["csv", "jsonl", "parquet"]
@@ -92,6 +92,13 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 _NAMES: Final = tuple(name for name, _ in COLUMNS)
+#: The result model of each operation.
+_RESULT_TYPES: Final[dict[str, Any]] = {
+    "face": FaceResult,
+    "celebrity": CelebrityResult,
+    "analyze": Analysis,
+    "lookalike": Lookalike,
+}
 _LANDMARKS: Final = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
 # Parquet row groups of this many rows: memory stays bounded for any library.
 _PARQUET_CHUNK: Final = 10_000
@@ -106,6 +113,51 @@ def rows(results: Iterable[StoredResult]) -> Iterator[dict[str, object]]:
     """
     for result in results:
         yield from _rows_of(result)
+
+
+def outcome_rows(
+    operation: str,
+    outcome: FaceResult | CelebrityResult | Analysis | Lookalike | CFRError,
+    *,
+    file: str | None = None,
+    sha256: str | None = None,
+) -> list[dict[str, object]]:
+    """The table's rows for one photo's outcome as a batch gives it, without a store: its result,
+    or the error it failed with (e.g. ``item.result or item.error`` of a
+    [`BatchItem`][ncp_cfr.BatchItem]).
+
+    Args:
+        operation: ``"face"``, ``"celebrity"``, ``"analyze"`` or ``"lookalike"``.
+        outcome: the result, or the [`CFRError`][ncp_cfr.CFRError]: one row with ``error`` set
+            to ``"ClassName: message"``, as ``export`` writes a stored failure.
+        file: the ``file`` cell (the photo's path), if any.
+        sha256: the ``sha256`` cell ([`content_hash`][ncp_cfr.store.content_hash]), if known.
+
+    Raises:
+        InvalidArgumentError: an unknown operation.
+    """
+    if operation not in _RESULT_TYPES:
+        raise InvalidArgumentError(
+            f"operation must be one of {', '.join(map(repr, _RESULT_TYPES))}, got {operation!r}"
+        )
+    base: dict[str, object] = dict.fromkeys(_NAMES)
+    base.update(file=file, sha256=sha256, operation=operation)
+    base["request_id"] = getattr(outcome, "request_id", None)
+    if isinstance(outcome, CFRError):
+        return [{**base, "error": f"{type(outcome).__name__}: {outcome}"}]
+    return list(_result_rows(operation, outcome, base))
+
+
+def arrow_schema() -> Any:
+    """[`COLUMNS`][ncp_cfr.export.COLUMNS] as a ``pyarrow.Schema`` (strings, int64, float64):
+    the schema of the Parquet export and of the Ray adapter's blocks.
+
+    Raises:
+        CFRError: pyarrow is not installed.
+    """
+    pa = _pyarrow()
+    types = {"string": pa.string(), "int": pa.int64(), "float": pa.float64()}
+    return pa.schema([(name, types[kind]) for name, kind in COLUMNS])
 
 
 def write(
@@ -169,16 +221,10 @@ def _write_parquet(
         raise InvalidArgumentError(
             "parquet is binary: pass a file path or a file opened in binary mode ('wb')"
         )
-    try:
-        # Imported here: pyarrow is an optional extra and takes a while to import.
-        import pyarrow as pa  # type: ignore[import-untyped,import-not-found,unused-ignore]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise CFRError(
-            f'writing Parquet needs pyarrow ({exc}): pip install "clova-face[parquet]"'
-        ) from None
-    types = {"string": pa.string(), "int": pa.int64(), "float": pa.float64()}
-    schema = pa.schema([(name, types[kind]) for name, kind in COLUMNS])
+    pa = _pyarrow()
+    import pyarrow.parquet as pq  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    schema = arrow_schema()
     count = 0
     writer: Any = pq.ParquetWriter(out, schema)
     try:
@@ -196,6 +242,17 @@ def _write_parquet(
     finally:
         writer.close()
     return count
+
+
+def _pyarrow() -> Any:
+    try:
+        # Imported here: pyarrow is an optional extra and takes a while to import.
+        import pyarrow as pa  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise CFRError(
+            f'Parquet and Arrow tables need pyarrow ({exc}): pip install "clova-face[parquet]"'
+        ) from None
+    return pa
 
 
 def _rows_of(result: StoredResult) -> Iterator[dict[str, object]]:
@@ -217,22 +274,27 @@ def _rows_of(result: StoredResult) -> Iterator[dict[str, object]]:
 
 
 def _answer_rows(operation: str, text: str, base: dict[str, object]) -> Iterator[dict[str, object]]:
+    if operation not in _RESULT_TYPES:
+        yield {**base, "error": f"unknown operation {operation!r}: not exported"}
+        return
+    yield from _result_rows(operation, _RESULT_TYPES[operation].model_validate_json(text), base)
+
+
+def _result_rows(
+    operation: str, result: Any, base: dict[str, object]
+) -> Iterator[dict[str, object]]:
+    """The rows of one answer (a result model of ``operation``); ``base`` when it has none."""
     found = False
-    if operation == "face":
-        for index, face in enumerate(FaceResult.model_validate_json(text).faces):
+    if operation in ("face", "analyze"):
+        for index, face in enumerate(result.faces):
             found = True
             yield {**base, "face": index, **_face_cells(face)}
-    elif operation == "analyze":
-        for index, analyzed in enumerate(Analysis.model_validate_json(text).faces):
-            found = True
-            yield {**base, "face": index, **_face_cells(analyzed)}
     elif operation == "celebrity":
-        for index, named in enumerate(CelebrityResult.model_validate_json(text).faces):
+        for index, named in enumerate(result.faces):
             found = True
             yield {**base, "face": index, **_lookalike_cells(named.celebrity)}
-    elif operation == "lookalike":
-        lookalike = Lookalike.model_validate_json(text)
-        leader = lookalike.best or (lookalike.candidates[0] if lookalike.candidates else None)
+    else:  # lookalike
+        leader = result.best or (result.candidates[0] if result.candidates else None)
         if leader is not None:
             found = True
             # About the photo as a whole: no face index, as for the box.
@@ -241,9 +303,6 @@ def _answer_rows(operation: str, text: str, base: dict[str, object]) -> Iterator
                 "lookalike": leader.name,
                 "lookalike_confidence": leader.mean_confidence,
             }
-    else:
-        found = True
-        yield {**base, "error": f"unknown operation {operation!r}: not exported"}
     if not found:
         yield base
 

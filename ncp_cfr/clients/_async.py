@@ -75,7 +75,15 @@ class AsyncClient(Methods[httpx.AsyncClient]):
         """One call with its retries; cancelling the task ends it."""
         exchange = self._exchange(job, run)
         reply: base.Reply = None
-        while not isinstance(action := base.next_action(exchange, reply), base.Finished):
+        # A gate's admission may be a remote call: then the exchange steps in a worker thread.
+        gated = run is not None and run.gate is not None
+        while True:
+            if gated:
+                action = await anyio.to_thread.run_sync(base.next_action, exchange, reply)
+            else:
+                action = base.next_action(exchange, reply)
+            if isinstance(action, base.Finished):
+                break
             if isinstance(action, base.Send):
                 reply = await self._send(action.request)
             else:

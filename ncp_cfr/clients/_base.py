@@ -366,11 +366,9 @@ class ClientBase(Generic[HttpT]):
         retry = False
         while True:
             if run is not None:
-                run.before_send(retry)
-                if run.rate is not None:
-                    delay = run.rate.reserve(clock.monotonic())
-                    if delay > 0:
-                        yield Sleep(delay)
+                delay = run.admit(retry, clock.monotonic())
+                if delay > 0:
+                    yield Sleep(delay)
             reply = yield Send(call.request())
             if run is not None and run.halted.is_set():
                 # The batch was abandoned while this call was out: whatever came back (often

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ncp_cfr.batches import Batch, BatchItem, BatchSummary
 from ncp_cfr.clients._base import ImageInput, Progress, check_concurrency, progress_hook
@@ -59,6 +59,35 @@ class StoreOptions:
     retry_failed: bool = False
 
 
+def check_max_calls(max_calls: int | None) -> int | None:
+    """``max_calls`` if it is ``None`` or a whole number >= 0.
+
+    Raises:
+        InvalidArgumentError: anything else.
+    """
+    if max_calls is not None and (
+        isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0
+    ):
+        raise InvalidArgumentError(f"max_calls is a whole number >= 0, got {max_calls!r}")
+    return max_calls
+
+
+class Gate(Protocol):
+    """Who else admits a batch's requests: limits shared beyond this process (a cluster's rate,
+    budget and quota stop, as ``ncp_cfr.ray`` keeps them in an actor).
+
+    ``admit`` may block (a remote call): the async shell asks it from a worker thread.
+    """
+
+    def admit(self, retry: bool) -> float | str:
+        """Book one request: the seconds to wait before sending it, or why nothing more may be
+        sent (``"quota"``, ``"max_calls"``).
+        """
+
+    def stop(self, reason: str) -> None:
+        """Tell every other holder of the gate to send nothing new (``reason``: ``"quota"``)."""
+
+
 @dataclass
 class _Counters:
     summary: BatchSummary = field(default_factory=BatchSummary)
@@ -78,18 +107,17 @@ class BatchRun:
         store: StoreOptions | None = None,
         max_calls: int | None = None,
         owned_store: ResultStore | None = None,
+        gate: Gate | None = None,
     ) -> None:
         check_concurrency(concurrency)
-        if max_calls is not None and (
-            isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0
-        ):
-            raise InvalidArgumentError(f"max_calls is a whole number >= 0, got {max_calls!r}")
+        check_max_calls(max_calls)
         self.concurrency = concurrency
         self.window = WINDOW_PER_SLOT * concurrency
         self.rate = RateLimiter(rate_limit) if rate_limit is not None else None
         self.store = store
         self._owned_store = owned_store  # opened from a path for this batch: closed with it
         self.max_calls = max_calls
+        self.gate = gate
         # Read lazily: a generator of 100,000 paths is never held whole.
         self._inputs = iter(images)
         self.total = len(images) if isinstance(images, Sized) else None
@@ -163,12 +191,24 @@ class BatchRun:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def before_send(self, retry: bool) -> None:
-        """Count a request about to be sent, or refuse it: the run stopped, or the budget is spent.
+    def admit(self, retry: bool, now: float) -> float:
+        """Count a request about to be sent and book its slot: the seconds to wait before sending
+        it. Refused when the run has stopped or a budget is spent, here or at the gate.
+
+        Args:
+            retry: the request is a retry.
+            now: the clock's monotonic time.
 
         Raises:
             NotAttempted: nothing more may be sent.
         """
+        if self.stopped is not None:
+            raise self._not_attempted_error()
+        # The gate first: a request it refuses is not counted here.
+        shared = self.gate.admit(retry) if self.gate is not None else 0.0
+        if isinstance(shared, str):
+            self.stop(shared, share=False)
+            raise self._not_attempted_error()
         with self._counters.lock:
             summary = self._counters.summary
             budget = self.max_calls
@@ -178,6 +218,8 @@ class BatchRun:
                 raise self._not_attempted_error()
             summary.calls += 1
             summary.retries += retry
+        local = self.rate.reserve(now) if self.rate is not None else 0.0
+        return max(shared, local)
 
     # -- the end ----------------------------------------------------------------------------------
 
@@ -188,10 +230,14 @@ class BatchRun:
         """
         return self._final if self._final is not None else self._counters.summary
 
-    def stop(self, reason: str) -> None:
-        """Send nothing new (``reason``: ``"quota"``); calls in flight finish."""
+    def stop(self, reason: str, *, share: bool = True) -> None:
+        """Send nothing new (``reason``: ``"quota"``); calls in flight finish. With a gate, its
+        other holders stop too (``share=False``: the gate is where the stop came from).
+        """
         with self._counters.lock:
             self._counters.summary.stopped = self._counters.summary.stopped or reason
+        if share and self.gate is not None:
+            self.gate.stop(reason)
 
     def halt(self) -> None:
         """Abandon the batch: send nothing more; the rest is not attempted."""
@@ -253,9 +299,10 @@ class BatchRun:
             done.set()
 
     def _not_attempted_error(self) -> NotAttempted:
+        budget = "the budget's" if self.max_calls is None else f"max_calls={self.max_calls}"
         reason = {
             "quota": "the service's call quota is spent",
-            "max_calls": f"max_calls={self.max_calls} calls were spent",
+            "max_calls": f"{budget} calls were spent",
         }.get(self.stopped or "", "the batch was interrupted")
         return NotAttempted(f"not sent: {reason}; run the same batch again to resume")
 
