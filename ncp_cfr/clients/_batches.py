@@ -299,10 +299,15 @@ class BatchRun:
             done.set()
 
     def _not_attempted_error(self) -> NotAttempted:
-        budget = "the budget's" if self.max_calls is None else f"max_calls={self.max_calls}"
+        # A budget refused by the gate is the job's, shared with other processes.
+        budget = (
+            "the shared max_calls budget was spent"
+            if self.max_calls is None
+            else f"max_calls={self.max_calls} calls were spent"
+        )
         reason = {
             "quota": "the service's call quota is spent",
-            "max_calls": f"{budget} calls were spent",
+            "max_calls": budget,
         }.get(self.stopped or "", "the batch was interrupted")
         return NotAttempted(f"not sent: {reason}; run the same batch again to resume")
 
