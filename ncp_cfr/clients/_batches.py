@@ -212,9 +212,14 @@ class BatchRun:
         with self._counters.lock:
             summary = self._counters.summary
             budget = self.max_calls
-            if summary.stopped is None and budget is not None and summary.calls >= budget:
+            spent = budget is not None and summary.calls >= budget
+            if spent and summary.stopped is None:
                 summary.stopped = "max_calls"
-            if summary.stopped is not None:
+            # A request the gate has just admitted is sent even if another one of this batch was
+            # refused meanwhile: its slot of the shared budget is booked and would be lost.
+            if spent or (
+                summary.stopped is not None and (self.gate is None or self.halted.is_set())
+            ):
                 raise self._not_attempted_error()
             summary.calls += 1
             summary.retries += retry

@@ -92,7 +92,7 @@ def finished_hashes(done: Any, operation: str | None = None) -> set[str]:
         paths = [os.fspath(path) for path in paths if _may_exist(os.fspath(path))]
         if not paths:
             return set()
-        done = ray.data.read_parquet(paths, columns=["sha256", "operation", "error"])
+        done = ray.data.read_parquet(paths).select_columns(["sha256", "operation", "error"])
     finished: set[str] = set()
     operations: set[str] = set()
     for batch in done.iter_batches(batch_format="pyarrow", batch_size=65_536):
