@@ -185,6 +185,8 @@ def test_block_runs(block: Block, pages: Pages, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.chdir(page.folder)
     if ".HEIC" in block.code and not (page.folder / "IMG_2041.HEIC").exists():
         pytest.skip(f"{block.id}: pillow-heif cannot write a HEIC sample here")
+    if block.page.name == "millions-of-photos.md" and importlib.util.find_spec("ray") is None:
+        pytest.skip(f'{block.id}: needs Ray: pip install -e ".[ray]"')
     page_blocks = [b for b in ALL_BLOCKS if b.page == block.page]
     index = page_blocks.index(block)
     # Earlier blocks of the page first (when only this one was selected): it may use their names.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ def _family(cls: type[Exception]) -> set[str]:
 
 
 PERMANENT_ERRORS = frozenset(_family(errors.ImageError) | _family(errors.InvalidImageError))
+_log = logging.getLogger("ncp_cfr")
 # One finished set per worker process, built once for all the batches it filters.
 _FINISHED: dict[str, frozenset[str]] = {}
 
@@ -56,8 +58,9 @@ def pending(
 
     Args:
         ds: a dataset of photos, as [`Annotator`][ncp_cfr.ray.Annotator] reads them.
-        done: the earlier output: a path or list of paths of Parquet files or folders (a local
-            folder that does not exist yet means nothing is done), or a Ray dataset of it.
+        done: the earlier output: a path or list of paths of Parquet files or folders, local or
+            in a bucket (one that does not exist yet, or has no files, means nothing is done,
+            with a warning on the ``ncp_cfr`` logger), or a Ray dataset of it.
         operation: count only rows of this operation; required when ``done`` holds more than
             one.
         bytes_column: the column of photo bytes (used when present).
@@ -88,11 +91,16 @@ def finished_hashes(done: Any, operation: str | None = None) -> set[str]:
     """The content hashes of the photos ``done`` answered (or found permanently unreadable)."""
     ray = import_ray()
     if not isinstance(done, ray.data.Dataset):
-        paths = [done] if isinstance(done, (str, os.PathLike)) else list(done)
-        paths = [os.fspath(path) for path in paths if _may_exist(os.fspath(path))]
-        if not paths:
+        given = [done] if isinstance(done, (str, os.PathLike)) else list(done)
+        paths = [os.fspath(path) for path in given if _may_exist(os.fspath(path))]
+        try:
+            read = ray.data.read_parquet(paths) if paths else None
+        except FileNotFoundError:  # a bucket's folder that the first run has not written yet
+            read = None
+        if read is None:
+            _log.warning("no earlier output in %s: every photo is pending", given)
             return set()
-        done = ray.data.read_parquet(paths).select_columns(["sha256", "operation", "error"])
+        done = read.select_columns(["sha256", "operation", "error"])
     finished: set[str] = set()
     operations: set[str] = set()
     for batch in done.iter_batches(batch_format="pyarrow", batch_size=65_536):
