@@ -217,6 +217,20 @@ def run_emulator(args: argparse.Namespace) -> int:
 # -- demo -----------------------------------------------------------------------------------------
 
 
+def offline_measures() -> str:
+    """What the emulator measures here and what it cannot, one line each."""
+    from ncp_cfr.testing.attributes import attributes_unavailable, identity_unavailable
+
+    no_attributes, no_identity = attributes_unavailable(), identity_unavailable()
+    measured = "faces, landmarks, pose" + ("" if no_attributes else ", gender, age")
+    unknown = "emotion" if no_attributes is None else f"gender, age ({no_attributes}), emotion"
+    lookalike = "face descriptors (dlib)" if no_identity is None else f"pixels ({no_identity})"
+    return (
+        f"Measured offline: {measured}. Not measured ('unknown'): {unknown}.\n"
+        f"Lookalikes: a one-photo gallery, compared by {lookalike}."
+    )
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``demo``: analyse one photo (the bundled one by default) and write its overlay."""
     from ncp_cfr.display import result_table
@@ -228,8 +242,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"Calling CLOVA Face Recognition ({args.base_url or protocol.DEFAULT_BASE_URL}).")
     else:
         print(
-            "No credentials set: using the built-in emulator (real face detection; gender, age "
-            "and emotion are 'unknown' offline; lookalikes come from a one-photo gallery).\n"
+            f"No credentials set: using the built-in emulator.\n{offline_measures()}\n"
             f"Set {protocol.ENV_CLIENT_ID} and {protocol.ENV_CLIENT_SECRET} for the real service."
         )
     with open_client(args, emulator=not real) as client:

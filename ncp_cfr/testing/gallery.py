@@ -1,4 +1,5 @@
-"""An offline stand-in for the celebrity endpoint: your own "celebrities", matched by a toy measure.
+"""An offline stand-in for the celebrity endpoint: your own "celebrities", matched by identity
+when the ``attributes`` extra is installed, else by a pixel measure.
 
 ```python
 from ncp_cfr.testing import Emulator
@@ -9,20 +10,26 @@ with Emulator(detector="auto", gallery=gallery) as emu, emu.client() as client:
     client.recognize_celebrities("hopper_cropped.jpg").faces[0].celebrity.value  # "Grace Hopper"
 ```
 
-**What the similarity is, honestly.** No face recognition model ships offline, so a face is
-compared by its pixels: the face is aligned on its two eyes (a rotation, scale and shift that puts
-them at fixed points of a 64×64 grey crop), histogram-equalised and lightly blurred, and two
-crops are compared by their Pearson correlation (the cosine of the mean-centred pixels). That
-finds the *same photo* again at another size, crop, compression or small rotation, which is what
-tests and demos need.
-It does not recognise a *person* across different photos, lighting or expressions: do not read a
-high score as identity.
+**Identity, with the ``attributes`` extra.** Each face becomes dlib's 128-number descriptor (see
+[`ncp_cfr.testing.attributes`][ncp_cfr.testing.attributes]) and the nearest registered face
+names it, with the confidence
+[`identity_confidence`][ncp_cfr.testing.attributes.identity_confidence] of the distance (0.5 at
+dlib's same-person threshold). Register several photos of a person and a new photo of them is
+matched to the closest one: this recognises a *person* across photos, as the service does.
+
+**Without it, a pixel measure, honestly.** A face is compared by its pixels: the face is
+aligned on its two eyes (a rotation, scale and shift that puts them at fixed points of a 64×64
+grey crop), histogram-equalised and lightly blurred, and two crops are compared by their Pearson
+correlation (the cosine of the mean-centred pixels). That finds the *same photo* again at
+another size, crop, compression or small rotation, which is what tests and demos need. It does
+not recognise a *person* across different photos, lighting or expressions: do not read a high
+score as identity.
 
 The answer follows the service's shape (docs/protocol.md, "Answers"): one entry per face the
-detector finds, one name each, no ``roi``. Like the service, it always names somebody: the best-
-matching entry, with confidence ``(similarity - floor) / (1 - floor)`` clamped to 0.01..1 (so a face
-matching
-nobody still comes back named, at 0.01). An empty gallery answers ``faces: []``.
+detector finds, one name each, no ``roi``. Like the service, it always names somebody: the
+best-matching entry, with confidence ``(similarity - floor) / (1 - floor)`` (pixels) or the
+identity confidence (embeddings), clamped to 0.01..1, so a face matching nobody still comes back
+named, at 0.01. An empty gallery answers ``faces: []``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from PIL import Image, ImageFilter, ImageOps
 
@@ -159,14 +166,25 @@ class Gallery:
         return f"Gallery({self.names!r})"
 
     def recognizer(
-        self, detector: Detector | str = "auto", *, floor: float = DEFAULT_FLOOR
+        self,
+        detector: Detector | str = "auto",
+        *,
+        floor: float = DEFAULT_FLOOR,
+        identity: Literal["auto", "embeddings", "pixels"] = "auto",
     ) -> Recognizer:
         """A celebrity-endpoint answer function: ``f(PIL.Image) -> [celebrity dict]``.
 
         Args:
             detector: finds the faces, in uploads and in the reference photos: a detector
                 function, or a name for [`load_detector`][ncp_cfr.testing.load_detector].
-            floor: similarity (-1..1) at or below which the confidence is the minimum, 0.01.
+            floor: the pixel measure's similarity (-1..1) at or below which the confidence is
+                the minimum, 0.01.
+            identity: how faces are compared: ``"embeddings"`` (dlib's face descriptor; the
+                ``attributes`` extra), ``"pixels"`` (the pixel measure), or ``"auto"``
+                (embeddings when installed).
+
+        Raises:
+            ModelsUnavailableError: ``identity="embeddings"`` without the extra.
 
         Photos added to the gallery later are picked up by the recognizer too.
         """
@@ -176,7 +194,16 @@ class Gallery:
             detector = load_detector(detector)
         if not -1.0 <= floor < 1.0:
             raise InvalidArgumentError(f"floor must be in [-1, 1), not {floor}")
-        return _GalleryRecognizer(self, detector, floor)
+        if identity not in ("auto", "embeddings", "pixels"):
+            raise InvalidArgumentError(
+                f"identity is 'auto', 'embeddings' or 'pixels', not {identity!r}"
+            )
+        embedder = None
+        if identity != "pixels":
+            from ncp_cfr.testing.attributes import FaceEmbedder, load_embedder
+
+            embedder = FaceEmbedder() if identity == "embeddings" else load_embedder()
+        return _GalleryRecognizer(self, detector, floor, embedder)
 
     def _snapshot(self) -> list[tuple[str, Image.Image]]:
         with self._lock:
@@ -184,10 +211,14 @@ class Gallery:
 
 
 class _GalleryRecognizer:
-    def __init__(self, gallery: Gallery, detector: Detector, floor: float) -> None:
+    def __init__(
+        self, gallery: Gallery, detector: Detector, floor: float, embedder: Any = None
+    ) -> None:
         self._gallery = gallery
         self._detector = detector
         self._floor = floor
+        #: Compares faces by identity when set (a FaceEmbedder); else by pixels.
+        self.embedder = embedder
         # Signatures by photo identity: computed once per photo, on first use.
         self._signatures: dict[int, Any] = {}
         self._lock = threading.Lock()
@@ -198,7 +229,23 @@ class _GalleryRecognizer:
             face = max(faces, key=lambda f: f["roi"]["width"] * f["roi"]["height"])
         else:  # a tight crop the detector misses: the whole photo is the face
             face = {"roi": {"x": 0, "y": 0, "width": photo.width, "height": photo.height}}
-        return face_signature(photo, face)
+        return self._signature(photo, face)
+
+    def _signature(self, image: Image.Image, face: Mapping[str, Any]) -> Any:
+        if self.embedder is not None:
+            return self.embedder(image, face)
+        return face_signature(image, face)
+
+    def _confidence(self, signature: Any, reference: Any) -> float:
+        """How sure a face is the reference's person, 0.01..1."""
+        if self.embedder is not None:
+            from ncp_cfr.testing.attributes import identity_confidence
+
+            distance = float(((signature - reference) ** 2).sum() ** 0.5)
+            confidence = identity_confidence(distance)
+        else:
+            confidence = (float(signature @ reference) - self._floor) / (1.0 - self._floor)
+        return min(max(confidence, _MIN_CONFIDENCE), 1.0)
 
     def _references(self) -> list[tuple[str, Any]]:
         photos = self._gallery._snapshot()
@@ -214,11 +261,10 @@ class _GalleryRecognizer:
             return []
         answers = []
         for face in self._detector(image):
-            signature = face_signature(image, face)
-            name, similarity = max(
-                ((name, float(signature @ ref)) for name, ref in references), key=lambda p: p[1]
+            signature = self._signature(image, face)
+            name, confidence = max(
+                ((name, self._confidence(signature, ref)) for name, ref in references),
+                key=lambda pair: pair[1],
             )
-            confidence = (similarity - self._floor) / (1.0 - self._floor)
-            confidence = min(max(confidence, _MIN_CONFIDENCE), 1.0)
             answers.append(make_celebrity(name, round(confidence, 6)))
         return answers
