@@ -321,6 +321,35 @@ def test_a_detector_without_attributes_answers_unknown(detector: FaceDetector) -
 
 
 @pytest.mark.detector
+@pytest.mark.parametrize("given", ["a detector", "a name", "the emulator's default"])
+def test_the_gallery_finds_faces_without_measuring_them(
+    detector: FaceDetector, given: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gallery needs faces only: gender and age models there would cost time for nothing.
+    _require(attributes_unavailable(), "gender and age cannot be measured", since=(3, 11))
+    measured: list[object] = []
+    original = attributes_module.AttributeEstimator.__call__
+
+    def counting(self: Any, image: Image.Image, face: Any) -> Any:
+        measured.append(face)
+        return original(self, image, face)
+
+    monkeypatch.setattr(attributes_module.AttributeEstimator, "__call__", counting)
+    gallery = Gallery({"Grace Hopper": HOPPER})
+    if given == "the emulator's default":
+        with Emulator(gallery=gallery) as emu, emu.client(max_retries=0) as client:
+            names = [f.celebrity.value for f in client.recognize_celebrities(HOPPER).faces]
+    else:
+        recognizer = gallery.recognizer(detector if given == "a detector" else "auto")
+        names = [entry["celebrity"]["value"] for entry in recognizer(Image.open(HOPPER))]
+    assert names == ["Grace Hopper"]
+    assert measured == []
+    # The detector it was given still measures: it was not changed, only not used for that.
+    assert detector(Image.open(HOPPER))[0]["age"]["value"] != "unknown"
+    assert len(measured) == 1
+
+
+@pytest.mark.detector
 def test_demo_says_what_it_measured(detector: FaceDetector, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NCP_CFR_")}
     out = subprocess.run(

@@ -457,6 +457,16 @@ class FaceDetector:
                 face.update(estimate(image, face))
         return faces
 
+    def without_attributes(self) -> FaceDetector:
+        """This detector answering ``"unknown"`` gender and age: for callers that only need the
+        faces (the gallery), so the attribute models do not run for nothing.
+        """
+        clone = object.__new__(FaceDetector)
+        clone.__dict__.update(self.__dict__)
+        clone._attributes = None
+        clone._attributes_lock = threading.Lock()
+        return clone
+
     @property
     def attributes(self) -> Any:
         """What measures each face's gender and age (an

@@ -63,10 +63,15 @@ class _AutoDetector:
     Loading costs a few tenths of a second: an emulator answered by scenarios never pays it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, attributes: bool = True) -> None:
         self._lock = threading.Lock()
         self._loaded = False
         self._detector: Detector | None = None
+        self._attributes = attributes
+
+    def without_attributes(self) -> _AutoDetector:
+        """The same, without measuring gender and age (for the gallery, which needs faces only)."""
+        return _AutoDetector(attributes=False)
 
     def __repr__(self) -> str:
         return f"auto({self._detector!r})" if self._loaded else "auto(not loaded yet)"
@@ -82,7 +87,9 @@ class _AutoDetector:
                 from ncp_cfr.testing.detector import DetectorUnavailableError, load_detector
 
                 try:
-                    self._detector = load_detector("auto")
+                    self._detector = load_detector(
+                        "auto", attributes="auto" if self._attributes else None
+                    )
                 except DetectorUnavailableError as exc:
                     _warn_no_detector(exc)
                 self._loaded = True

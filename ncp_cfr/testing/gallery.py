@@ -191,7 +191,10 @@ class Gallery:
         if isinstance(detector, str):
             from ncp_cfr.testing.detector import load_detector
 
-            detector = load_detector(detector)
+            detector = load_detector(detector, attributes=None)
+        # Only the faces matter here: the gender and age models would run for nothing.
+        faces_only = getattr(detector, "without_attributes", None)
+        found: Detector = faces_only() if callable(faces_only) else detector
         if not -1.0 <= floor < 1.0:
             raise InvalidArgumentError(f"floor must be in [-1, 1), not {floor}")
         if identity not in ("auto", "embeddings", "pixels"):
@@ -203,7 +206,7 @@ class Gallery:
             from ncp_cfr.testing.attributes import FaceEmbedder, load_embedder
 
             embedder = FaceEmbedder() if identity == "embeddings" else load_embedder()
-        return _GalleryRecognizer(self, detector, floor, embedder)
+        return _GalleryRecognizer(self, found, floor, embedder)
 
     def _snapshot(self) -> list[tuple[str, Image.Image]]:
         with self._lock:
