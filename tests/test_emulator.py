@@ -246,7 +246,7 @@ def fake_detector_module(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespa
 
     state = types.SimpleNamespace(loads=0, installed=True)
 
-    def load_detector(name: str = "auto") -> object:
+    def load_detector(name: str = "auto", **options: object) -> object:  # as the real one
         state.loads += 1
         if not state.installed:
             raise _Unavailable('no face detector installed: pip install "ncp_cfr[emulator]"')

@@ -8,9 +8,11 @@ One Ray for the module (starting it takes seconds); the emulator is reset before
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import shutil
+import statistics
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -169,9 +171,19 @@ def test_two_workers_of_map_batches_keep_the_jobs_rate_limit(emu: Emulator, tmp_
     times = sorted(request.received_at for request in emu.requests)
     assert len(times) == count
     # Over the requests only: the seconds Ray takes to start the workers are not the rate's.
-    measured = (count - 1) / (times[-1] - times[0])
-    print(f"\nrate over {count} requests from {WORKERS} workers: {measured:.2f}/s (limit {rate})")
-    assert 0.9 * rate <= measured <= 1.1 * rate
+    overall = (count - 1) / (times[-1] - times[0])
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    paced = 1 / statistics.median(gaps)
+    span = 10  # requests: the densest run of them may not beat the limit either
+    densest = max(span / (times[i + span] - times[i]) for i in range(count - span))
+    print(
+        f"\nrate from {WORKERS} workers (limit {rate}/s): {overall:.2f}/s over {count} "
+        f"requests, {paced:.2f}/s by the median gap, {densest:.2f}/s at the densest"
+    )
+    # Never above the limit, and paced at it: the median gap is the limit's interval. (The rate
+    # over the whole run may fall below it when a busy machine stalls the pipeline for a moment.)
+    assert densest <= 1.1 * rate
+    assert 0.9 * rate <= paced <= 1.1 * rate
     summary = limits.summary()
     assert (summary.calls, summary.retries, summary.answered) == (count, 0, count)
 
