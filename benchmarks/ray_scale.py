@@ -33,10 +33,8 @@ show.
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -44,23 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from _child_emulator import emulator
-from PIL import Image
+from _photos import write_photos
 
 from ncp_cfr import Client
 from ncp_cfr.protocol import ENV_BASE_URL, ENV_CLIENT_ID, ENV_CLIENT_SECRET
-
-
-def write_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """``count`` distinct small JPEGs of noise (distinct across seeds too)."""
-    paths = []
-    for index in range(count):
-        pixels = random.Random(f"{seed}-{index}").randbytes(96 * 80 * 3)
-        buf = io.BytesIO()
-        Image.frombytes("RGB", (96, 80), pixels).save(buf, "JPEG", quality=85)
-        path = folder / f"photo{index:05d}.jpg"
-        path.write_bytes(buf.getvalue())
-        paths.append(path)
-    return paths
 
 
 def timed_ray(ray: Any, folder: Path, count: int, concurrency: int) -> float:

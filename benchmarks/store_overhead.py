@@ -17,8 +17,6 @@ Prints every round, the medians and their ratio. Goal: the store adds at most 5%
 from __future__ import annotations
 
 import argparse
-import io
-import random
 import statistics
 import tempfile
 import time
@@ -27,22 +25,9 @@ from typing import Any
 
 import anyio
 from _child_emulator import emulator
-from PIL import Image
+from _photos import write_photos
 
 from ncp_cfr import AsyncClient, Client
-
-
-def write_photos(folder: Path, count: int) -> list[Path]:
-    """``count`` distinct small JPEGs of noise."""
-    paths = []
-    for index in range(count):
-        pixels = random.Random(index).randbytes(96 * 80 * 3)
-        buf = io.BytesIO()
-        Image.frombytes("RGB", (96, 80), pixels).save(buf, "JPEG", quality=85)
-        path = folder / f"photo{index:04d}.jpg"
-        path.write_bytes(buf.getvalue())
-        paths.append(path)
-    return paths
 
 
 def timed_sync(client: Client, paths: list[Path], concurrency: int, store: Path | None) -> float:
