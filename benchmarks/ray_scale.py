@@ -20,14 +20,14 @@ Run from the repository root (needs ``pip install "clova-face[ray]"``)::
 
 Prints Ray's start-up, every round, the medians, their ratio (Ray / stream) and the calls a
 second of each. What to expect on 2 cores: not parity. The stream stays near the ideal
-photos / (2 x C) x latency (7.3 to 8.7 s for 6.25 s); Ray took 1.8 times as long (14 to 17 s,
-ratio 1.79 on a quiet machine; 2.1 to 3.0 before ``sniffio`` became a dependency, and on a
-loaded one). Both cores are busy throughout: each Ray worker spends more CPU a call than the
-single process does, and Ray's own processes (raylet, GCS, the read and write tasks, the limits
-actor) and the emulator share the same two cores. Ray Data's pipeline itself is not the limit:
-an Annotator that only sleeps 50 ms per 8 photos finishes the same 2,000 rows in about 5 s.
-One machine gains nothing from Ray; what it buys is more machines, which this benchmark cannot
-show.
+photos / (2 x C) x latency (7.3 to 8.7 s for 6.25 s); Ray took 1.7 to 1.9 times as long (13.4 to
+17 s; ratio 1.71 on a quiet machine with a worker's batches sharing its slots, 1.79 when they
+took turns, 2.1 to 3.0 before ``sniffio`` became a dependency or on a loaded machine). Both
+cores are busy throughout: each Ray worker spends more CPU a call than the single process does,
+and Ray's own processes (raylet, GCS, the read and write tasks, the limits actor) and the
+emulator share the same two cores. Ray Data's pipeline itself is not the limit: an Annotator
+that only sleeps 50 ms per 8 photos finishes the same 2,000 rows in about 5 s. One machine gains
+nothing from Ray; what it buys is more machines, which this benchmark cannot show.
 """
 
 from __future__ import annotations

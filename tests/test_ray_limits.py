@@ -158,6 +158,27 @@ def test_every_batch_format_gives_the_same_table_in_the_export_schema(creds: Emu
     assert creds.calls() == 9
 
 
+def test_batches_run_side_by_side_within_one_bound_of_calls_per_worker(creds: Emulator) -> None:
+    # Ray gives an async actor several batches at once: they share the worker's `concurrency`.
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("pyarrow")
+    creds.latency = 0.05
+    annotator = Annotator(base_url=creds.base_url, concurrency=3)
+    batches = [
+        {"bytes": np.array([noise_jpeg(10 * b + i) for i in range(6)], dtype=object)}
+        for b in range(3)
+    ]
+
+    async def together() -> list[Any]:
+        return list(await asyncio.gather(*(annotator(batch) for batch in batches)))
+
+    tables = asyncio.run(together())
+    assert [table.num_rows for table in tables] == [6, 6, 6]
+    assert creds.calls() == 18
+    # Side by side (more than one batch's worth at once would show), never above the bound.
+    assert creds.max_in_flight == 3
+
+
 def test_a_batch_of_paths_reads_the_files(creds: Emulator, tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     pytest.importorskip("pyarrow")

@@ -174,7 +174,9 @@ class AsyncBatchStream:
 
     async def _produce(self) -> None:
         work, run = self._work, self._work.run
-        jobs = _Jobs(self._client, run.concurrency, run, light_finish=work.light_finish)
+        jobs = _Jobs(
+            self._client, run.concurrency, run, light_finish=work.light_finish, shared=work.slots
+        )
 
         async def one(index: int, source: Any, send: Any) -> None:
             async with send:
@@ -207,9 +209,10 @@ class _Jobs:
         run: BatchRun | None = None,
         *,
         light_finish: bool = False,
+        shared: anyio.CapacityLimiter | None = None,
     ) -> None:
         self._client = client
-        self._slots = anyio.CapacityLimiter(slots)
+        self._slots = shared if shared is not None else anyio.CapacityLimiter(slots)
         self._run_of_batch = run
         self._light_finish = light_finish
 

@@ -63,11 +63,16 @@ class Many(Generic[T]):
 
     ``light_finish``: the plans' last step only maps a result back (single-call plans), cheap
     enough for the async shell to run in the event loop.
+
+    ``slots``: for the async shell, an ``anyio.CapacityLimiter`` that bounds the calls in flight
+    of this batch together with others sharing it (``ncp_cfr.ray`` runs a worker's batches side
+    by side within one bound); ``None``: the batch's own ``concurrency``.
     """
 
     run: BatchRun
     plans: Callable[[ImageInput], Plan[Any]]
     light_finish: bool = False
+    slots: Any = None
 
 
 class public(Generic[P, T]):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,9 +68,9 @@ class Annotator:
     spent budget). ``file`` is the path column's value, ``sha256`` the photo's content hash.
 
     Each worker makes one [`AsyncClient`][ncp_cfr.AsyncClient] and keeps at most
-    ``concurrency`` calls in flight (batches take turns). The credentials come from the worker's
-    environment (``NCP_CFR_CLIENT_ID``, ``NCP_CFR_CLIENT_SECRET``), never from the task's
-    arguments: see [`credentials_hint`][ncp_cfr.ray.credentials_hint].
+    ``concurrency`` calls in flight, shared by the batches Ray gives it at once. The credentials
+    come from the worker's environment (``NCP_CFR_CLIENT_ID``, ``NCP_CFR_CLIENT_SECRET``), never
+    from the task's arguments: see [`credentials_hint`][ncp_cfr.ray.credentials_hint].
 
     Args:
         operation: ``"face"``, ``"celebrity"``, ``"analyze"`` or ``"lookalike"``.
@@ -136,7 +135,9 @@ class Annotator:
         self._bytes_column = bytes_column
         self._path_column = path_column
         self._schema = export.arrow_schema()
-        self._turn: asyncio.Lock | None = None  # made in the event loop Ray runs us in
+        # The worker's calls in flight, shared by the batches Ray runs side by side; made in the
+        # event loop Ray runs us in.
+        self._slots: anyio.CapacityLimiter | None = None
 
     async def __call__(self, batch: Any) -> Any:
         """The table rows of one batch of photos, as a ``pyarrow.Table``.
@@ -155,16 +156,9 @@ class Annotator:
         count = len(data if data is not None else paths)  # type: ignore[arg-type]
         files = [None if paths is None else _text(paths[i]) for i in range(count)]
         photos = await anyio.to_thread.run_sync(_read, data, files)
-        if self._turn is None:
-            self._turn = asyncio.Lock()
-        async with self._turn:  # one batch's calls at a time: `concurrency` is per worker
-            outcomes = await self._run(
-                [
-                    (i, content)
-                    for i, (content, _) in enumerate(photos)
-                    if not isinstance(content, CFRError)
-                ]
-            )
+        outcomes = await self._run(
+            [(i, got) for i, (got, _) in enumerate(photos) if not isinstance(got, CFRError)]
+        )
         rows: list[dict[str, object]] = []
         for index, (content, sha) in enumerate(photos):
             outcome = content if isinstance(content, CFRError) else outcomes[index]
@@ -180,8 +174,11 @@ class Annotator:
             (content for _, content in sendable), self._concurrency, None, False, gate=self._gate
         )
         light = self.operation in ("face", "celebrity")
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(self._concurrency)
+        work: Many[Any] = Many(run, self._plans, light_finish=light, slots=self._slots)
         outcomes: dict[int, Any] = {}
-        async with self._client._open_stream(Many(run, self._plans, light_finish=light)) as items:
+        async with self._client._open_stream(work) as items:
             async for item in items:
                 outcomes[positions[item.index]] = item.result if item.ok else item.error
         if self._limits is not None:
