@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from ncp_cfr.errors import CFRError, InvalidArgumentError
 from ncp_cfr.models import (
+    RESULTS_BY_OPERATION,
     Analysis,
     AnalyzedFace,
     Celebrity,
@@ -92,13 +93,6 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 _NAMES: Final = tuple(name for name, _ in COLUMNS)
-#: The result model of each operation.
-_RESULT_TYPES: Final[dict[str, Any]] = {
-    "face": FaceResult,
-    "celebrity": CelebrityResult,
-    "analyze": Analysis,
-    "lookalike": Lookalike,
-}
 _LANDMARKS: Final = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
 # Parquet row groups of this many rows: memory stays bounded for any library.
 _PARQUET_CHUNK: Final = 10_000
@@ -136,9 +130,10 @@ def outcome_rows(
     Raises:
         InvalidArgumentError: an unknown operation.
     """
-    if operation not in _RESULT_TYPES:
+    if operation not in RESULTS_BY_OPERATION:
         raise InvalidArgumentError(
-            f"operation must be one of {', '.join(map(repr, _RESULT_TYPES))}, got {operation!r}"
+            f"operation must be one of {', '.join(map(repr, RESULTS_BY_OPERATION))}, "
+            f"got {operation!r}"
         )
     base: dict[str, object] = dict.fromkeys(_NAMES)
     base.update(file=file, sha256=sha256, operation=operation)
@@ -274,10 +269,11 @@ def _rows_of(result: StoredResult) -> Iterator[dict[str, object]]:
 
 
 def _answer_rows(operation: str, text: str, base: dict[str, object]) -> Iterator[dict[str, object]]:
-    if operation not in _RESULT_TYPES:
+    if operation not in RESULTS_BY_OPERATION:
         yield {**base, "error": f"unknown operation {operation!r}: not exported"}
         return
-    yield from _result_rows(operation, _RESULT_TYPES[operation].model_validate_json(text), base)
+    result = RESULTS_BY_OPERATION[operation].model_validate_json(text)
+    yield from _result_rows(operation, result, base)
 
 
 def _result_rows(

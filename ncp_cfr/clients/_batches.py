@@ -28,7 +28,7 @@ from ncp_cfr.errors import (
     QuotaExceededError,
 )
 from ncp_cfr.images import PreparedImage, content_of
-from ncp_cfr.models import Analysis, CelebrityResult, FaceResult, Lookalike
+from ncp_cfr.models import RESULTS_BY_OPERATION
 from ncp_cfr.pipelines import Plan
 from ncp_cfr.store import ResultStore, StoredResult, request_key
 
@@ -36,13 +36,6 @@ from ncp_cfr.store import ResultStore, StoredResult, request_key
 #: while calls are out, few enough that a long batch does not hold many images in memory.
 WINDOW_PER_SLOT = 2
 
-#: The result model of each operation, to read an answer back from the store.
-_RESULT_TYPES: dict[str, Any] = {
-    "face": FaceResult,
-    "celebrity": CelebrityResult,
-    "analyze": Analysis,
-    "lookalike": Lookalike,
-}
 #: Failures that belong to the photo, not to the moment: remembered, not paid for again.
 _PERMANENT = (ImageError, InvalidImageError)
 
@@ -427,7 +420,7 @@ def _raw_json(result: Any) -> str | None:
 def _remembered(index: int, given: object, known: StoredResult, operation: str) -> BatchItem[Any]:
     """The item of an answer the store already holds: a result, or a permanent failure."""
     if known.ok and known.result_json is not None:
-        result = _RESULT_TYPES[operation].model_validate_json(known.result_json)
+        result = RESULTS_BY_OPERATION[operation].model_validate_json(known.result_json)
         if hasattr(result, "_request_id"):
             result._request_id = known.request_id
             result._raw_body = None if known.raw_json is None else known.raw_json.encode()

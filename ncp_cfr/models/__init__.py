@@ -25,6 +25,9 @@ from ncp_cfr.models._faces import (
     Size,
     UploadInfo,
 )
+
+# Not in __all__: the export and the batches read answers back by it; users never need it.
+from ncp_cfr.models._results import RESULTS_BY_OPERATION as RESULTS_BY_OPERATION
 from ncp_cfr.models._results import (
     Analysis,
     AnalyzedFace,

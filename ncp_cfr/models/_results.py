@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Union
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, Union
 
 from pydantic import Field, PrivateAttr
 
@@ -224,3 +225,12 @@ class Lookalike(_Model):
 
 #: What one call of either endpoint answers.
 EndpointResult = Union[FaceResult, CelebrityResult]
+
+#: The result model of each batch operation (``client.stream``'s ``operation``): what a stored
+#: or exported answer of that operation is read back as.
+RESULTS_BY_OPERATION: Final[Mapping[str, type[Any]]] = {
+    "face": FaceResult,
+    "celebrity": CelebrityResult,
+    "analyze": Analysis,
+    "lookalike": Lookalike,
+}
