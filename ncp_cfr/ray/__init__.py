@@ -18,6 +18,7 @@ not by ``import ncp_cfr.ray``. See the documentation page "Millions of photos".
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ncp_cfr.errors import CFRError
@@ -68,7 +69,7 @@ def annotate(
         CFRError: a worker has no credentials in its environment (before any photo is read).
     """
     ray = import_ray()
-    missing = ray.get(_missing_credentials.options(num_cpus=0).remote())
+    missing = ray.get(ray.remote(num_cpus=0)(_missing_credentials).remote())
     if missing:
         raise CFRError(f"Ray workers have no {' or '.join(missing)}: {credentials_hint()}")
     limits = limits if limits is not None else ClusterLimits()
@@ -86,16 +87,6 @@ def annotate(
     )
 
 
-class _RemoteCheck:
-    """``ray.remote`` applied on first use, so that ``import ncp_cfr.ray`` does not import Ray."""
-
-    def options(self, **options: Any) -> Any:
-        import os
-
-        def missing() -> list[str]:
-            return [name for name in (ENV_CLIENT_ID, ENV_CLIENT_SECRET) if not os.environ.get(name)]
-
-        return import_ray().remote(missing).options(**options)
-
-
-_missing_credentials = _RemoteCheck()
+def _missing_credentials() -> list[str]:
+    """The key variables missing from this process's environment (run on a worker)."""
+    return [name for name in (ENV_CLIENT_ID, ENV_CLIENT_SECRET) if not os.environ.get(name)]

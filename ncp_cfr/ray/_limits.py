@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import replace
 from typing import Any
 
 from ncp_cfr.batches import BatchSummary
@@ -76,9 +76,7 @@ class LimitsState:
         """The job so far: the photos the workers reported, every call admitted, and the time
         since the limits were made.
         """
-        values = {f.name: getattr(self._summary, f.name) for f in fields(BatchSummary)}
-        values["elapsed"] = self._clock() - self._started
-        return BatchSummary(**values)
+        return replace(self._summary, elapsed=self._clock() - self._started)
 
 
 class ClusterLimits:
